@@ -1,0 +1,1 @@
+"""`vmsbridge keys` (placeholder: filled in by the issue that builds it)."""

@@ -1,0 +1,1 @@
+"""`vmsbridge push` (placeholder: filled in by the issue that builds it)."""

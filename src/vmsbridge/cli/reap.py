@@ -1,0 +1,1 @@
+"""`vmsbridge reap` (placeholder: filled in by the issue that builds it)."""

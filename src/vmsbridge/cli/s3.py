@@ -1,0 +1,1 @@
+"""`vmsbridge s3` (placeholder: filled in by the issue that builds it)."""

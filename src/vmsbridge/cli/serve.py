@@ -1,0 +1,1 @@
+"""`vmsbridge serve` (placeholder: filled in by the issue that builds it)."""
