@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from vmsbridge import __version__
+
 app = typer.Typer(
     name="vmsbridge",
     help="Get video incidents out of video management systems and into S3-compatible storage.",
@@ -11,3 +13,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+
+
+@app.callback()
+def _root() -> None:
+    """Get video incidents out of video management systems and into S3-compatible storage."""
+
+
+@app.command()
+def version() -> None:
+    """Print the vmsbridge version."""
+    typer.echo(__version__)
