@@ -1,0 +1,145 @@
+"""The metadata database: one SQLAlchemy 2 async code path for SQLite and PostgreSQL.
+
+SQLite (the embedded default) runs in WAL mode with foreign keys on and a generous busy timeout.
+Python's sqlite3 driver starts transactions lazily and only before DML, which lets two writers
+read the same snapshot and then fail to upgrade their locks (SQLITE_BUSY_SNAPSHOT, no retry).
+So we take over transaction control (the recipe in SQLAlchemy's pysqlite documentation) and write
+transactions begin with `BEGIN IMMEDIATE`: a writer takes the database's write lock before it
+reads, waits for it under `busy_timeout`, and never loses an update. Read-only requests use a
+plain deferred `BEGIN`.
+
+On PostgreSQL the same code uses row locks (`SELECT ... FOR UPDATE`, `INSERT ... ON CONFLICT`).
+
+Migrations (Alembic, `vmsbridge/migrations`) run programmatically: `await db.migrate()`. No
+`alembic.ini` is needed at runtime.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import NullPool
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: How long a SQLite writer waits for the write lock (ms). Writes are short, but a
+#: complete_multipart_upload holds the lock while the store assembles the object.
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+#: Arbitrary constant for the PostgreSQL advisory lock that serialises concurrent migrations.
+_MIGRATION_LOCK_ID = 0x766D7362  # "vmsb"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every ORM model."""
+
+
+def utcnow() -> dt.datetime:
+    """Now, as a naive UTC datetime (how every time is stored)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Database:
+    """Engines and session factories for one database URL.
+
+    `session()` is for reads, `write_session()` for requests that change anything (on SQLite it
+    begins with `BEGIN IMMEDIATE`). Both commit on success and roll back on error: one
+    transaction per request.
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            if ":memory:" not in url:
+                path = url.split("///", 1)[1]
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        else:
+            kwargs["pool_pre_ping"] = True
+        if self.is_sqlite and ":memory:" in url:
+            kwargs["poolclass"] = NullPool
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            self._configure_sqlite(self.engine)
+        self.write_engine = self.engine.execution_options(vmsbridge_write=True)
+        self._read = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
+
+    @staticmethod
+    def _configure_sqlite(engine: AsyncEngine) -> None:
+        sync_engine = engine.sync_engine
+
+        @event.listens_for(sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Autocommit at the driver level: we emit BEGIN ourselves (see module docstring).
+            dbapi_connection.isolation_level = None
+            cur = dbapi_connection.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(sync_engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            write = conn.get_execution_options().get("vmsbridge_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A read transaction."""
+        async with self._read() as s, s.begin():
+            yield s
+
+    @asynccontextmanager
+    async def write_session(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction (SQLite: `BEGIN IMMEDIATE`)."""
+        async with self._write() as s, s.begin():
+            yield s
+
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def migrate(self) -> None:
+        """Upgrade the schema to the newest migration. Safe to run from several processes at
+        once: PostgreSQL takes an advisory lock, SQLite the write lock."""
+        async with self.write_engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
+                )
+            await conn.run_sync(_upgrade)
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+def _upgrade(connection: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")

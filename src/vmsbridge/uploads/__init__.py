@@ -1,0 +1,1 @@
+"""Upload sessions: multipart create/complete/abort/list parts, presigned upload URLs, reaping."""

@@ -1,0 +1,382 @@
+"""Upload sessions: the multipart life cycle and presigned upload URLs.
+
+Sessions are looked up by (org, incident, s3_key, upload_id): anything else, including another
+organisation's session or a session of another incident, is a 404 `NoSuchUpload`.
+
+States: open -> completed, open -> aborted, open -> aborting -> aborted (the reaper). Complete and
+abort are idempotent:
+- complete of a completed session returns the recorded answer (two concurrent completes: the
+  second waits on the row lock, PostgreSQL, or the write lock, SQLite, and returns the first's
+  answer; the store completes once);
+- abort of an aborted session answers 200 again;
+- abort of a completed session is 409 `UploadCompleted` (the object exists; pretending to have
+  aborted it would be a lie), complete of an aborted one 404 `NoSuchUpload` (as S3 answers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import mimetypes
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vmsbridge.auth.service import Caller
+from vmsbridge.config import Settings
+from vmsbridge.db import Database, utcnow
+from vmsbridge.errors import ApiError, field_error
+from vmsbridge.storage import base as storage
+from vmsbridge.storage.keys import filename_problem, is_identifier, object_key
+
+from .models import ABORTED, ABORTING, COMPLETED, OPEN, UploadSession
+from .schemas import CompleteIn, UploadUrlsIn
+
+IDENTIFIER_RULE = "must be 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit"
+
+
+def check_identifier(field: str, value: str) -> None:
+    """400 `InvalidIdentifier` naming `field` unless `value` is a valid identifier."""
+    if not is_identifier(value):
+        raise field_error(field, IDENTIFIER_RULE, "InvalidIdentifier")
+
+
+def check_filename(field: str, value: str) -> None:
+    """400 `InvalidFilename` naming `field` unless `value` is a valid base name."""
+    problem = filename_problem(value)
+    if problem:
+        raise field_error(field, problem, "InvalidFilename")
+
+
+def storage_error(exc: storage.StorageError) -> ApiError:
+    """The API answer for a storage failure."""
+    if isinstance(exc, storage.NoSuchUpload):
+        return ApiError("NoSuchUpload")
+    if isinstance(exc, storage.InvalidPart):
+        return ApiError("InvalidPart", str(exc) or None)
+    if isinstance(exc, storage.InvalidPartOrder):
+        return ApiError("InvalidPartOrder")
+    if isinstance(exc, storage.EntityTooSmall):
+        return ApiError("EntityTooSmall", str(exc) or None)
+    return ApiError("StorageUnavailable")
+
+
+def _content_type(filename: str) -> str | None:
+    return mimetypes.guess_type(filename)[0]
+
+
+async def create_multipart_upload(
+    db: Database,
+    store: storage.ObjectStore,
+    caller: Caller,
+    incident_id: str,
+    file_id: str,
+    filename: str,
+) -> dict[str, str]:
+    """Start a multipart upload of one file of an incident; record the session."""
+    check_identifier("incident_id", incident_id)
+    check_identifier("file_id", file_id)
+    check_filename("filename", filename)
+    key = object_key(caller.org_id, caller.key_id, incident_id, file_id, filename)
+    try:
+        upload_id = await store.create_multipart_upload(key, _content_type(filename))
+    except storage.StorageError as exc:
+        raise storage_error(exc) from None
+    async with db.write_session() as s:
+        s.add(
+            UploadSession(
+                org_id=caller.org_id,
+                incident_id=incident_id,
+                file_id=file_id,
+                filename=filename,
+                s3_key=key,
+                upload_id=upload_id,
+                api_key_id=caller.key_id,
+                state=OPEN,
+            )
+        )
+    return {"s3_key": key, "upload_id": upload_id}
+
+
+async def _find(
+    s: AsyncSession,
+    caller: Caller,
+    incident_id: str,
+    s3_key: str,
+    upload_id: str,
+    *,
+    lock: bool = False,
+) -> UploadSession:
+    query = select(UploadSession).where(
+        UploadSession.org_id == caller.org_id,
+        UploadSession.incident_id == incident_id,
+        UploadSession.upload_id == upload_id,
+        UploadSession.s3_key == s3_key,
+    )
+    if lock:
+        query = query.with_for_update()
+    row = (await s.execute(query)).scalar_one_or_none()
+    if row is None:
+        raise ApiError("NoSuchUpload")
+    return row
+
+
+def _require_open(row: UploadSession) -> None:
+    if row.state == COMPLETED:
+        raise ApiError("UploadCompleted")
+    if row.state != OPEN:
+        raise ApiError("NoSuchUpload", "The multipart upload has been aborted.")
+
+
+async def upload_urls(
+    db: Database,
+    store: storage.ObjectStore,
+    settings: Settings,
+    caller: Caller,
+    incident_id: str,
+    body: UploadUrlsIn,
+) -> dict[str, Any]:
+    """Presigned URLs: a list of part URLs for each multipart entry, one PUT URL otherwise."""
+    check_identifier("incident_id", incident_id)
+    # Validate every entry before looking anything up: a bad request changes nothing.
+    multipart: dict[str, tuple[str, str, int]] = {}
+    single: dict[str, str] = {}
+    for file_id, entry in body.files.items():
+        where = f"files.{file_id}"
+        check_identifier(where, file_id)
+        fields = entry.model_fields_set & {"part_count", "s3_key", "upload_id"}
+        if fields or entry.filename is None:
+            missing = [
+                f for f in ("part_count", "s3_key", "upload_id") if getattr(entry, f) is None
+            ]
+            if missing and not fields:
+                raise field_error(
+                    f"{where}.filename",
+                    "required (or part_count, s3_key and upload_id for a multipart upload)",
+                )
+            if missing:
+                raise ApiError(
+                    "ValidationError",
+                    f"{where}.{missing[0]}: required for a multipart upload",
+                    errors=[
+                        {"field": f"{where}.{m}", "message": "required for a multipart upload"}
+                        for m in missing
+                    ],
+                )
+            assert entry.s3_key is not None and entry.upload_id is not None
+            assert entry.part_count is not None
+            multipart[file_id] = (entry.s3_key, entry.upload_id, entry.part_count)
+        else:
+            check_filename(f"{where}.filename", entry.filename)
+            single[file_id] = entry.filename
+    if multipart:
+        async with db.session() as s:
+            for s3_key, upload_id, _ in multipart.values():
+                _require_open(await _find(s, caller, incident_id, s3_key, upload_id))
+    expires = settings.presign_expires
+    uploads: dict[str, Any] = {}
+    for file_id in body.files:
+        if file_id in multipart:
+            s3_key, upload_id, count = multipart[file_id]
+            urls = store.presign_upload_parts(s3_key, upload_id, list(range(1, count + 1)), expires)
+            uploads[file_id] = {"s3_key": s3_key, "signed_urls": urls}
+        else:
+            key = object_key(caller.org_id, caller.key_id, incident_id, file_id, single[file_id])
+            uploads[file_id] = {"s3_key": key, "signed_urls": store.presign_put(key, expires)}
+    return {
+        "incident_id": incident_id,
+        "max_upload_size_mb": settings.max_upload_size_mb,
+        "uploads": uploads,
+    }
+
+
+async def complete_multipart_upload(
+    db: Database,
+    store: storage.ObjectStore,
+    settings: Settings,
+    caller: Caller,
+    incident_id: str,
+    body: CompleteIn,
+) -> dict[str, Any]:
+    """Complete the upload, once; every later (or concurrent) call gets the same answer."""
+    check_identifier("incident_id", incident_id)
+    async with db.write_session() as s:
+        row = await _find(s, caller, incident_id, body.s3_key, body.upload_id, lock=True)
+        if row.state == COMPLETED:
+            return _completed(row)
+        if row.state != OPEN:
+            raise ApiError("NoSuchUpload", "The multipart upload has been aborted.")
+        try:
+            done = await store.complete_multipart_upload(row.s3_key, row.upload_id, body.parts)
+            etag, size = done.etag, done.size
+        except storage.NoSuchUpload:
+            # The store may have completed it while our transaction did not commit (a crash, a
+            # lost connection): then the object exists with a multipart ETag of as many parts.
+            info = await _head_or_none(store, row.s3_key)
+            if info is None or not info.etag.endswith(f"-{len(body.parts)}"):
+                raise ApiError("NoSuchUpload") from None
+            etag, size = info.etag, info.size
+        except storage.StorageError as exc:
+            raise storage_error(exc) from None
+        row.state = COMPLETED
+        row.state_changed_at = utcnow()
+        row.etag = etag.strip('"')
+        row.size = size
+        return _completed(row)
+
+
+async def _head_or_none(store: storage.ObjectStore, key: str) -> storage.ObjectInfo | None:
+    try:
+        return await store.head_object(key)
+    except storage.ObjectNotFound:
+        return None
+    except storage.StorageError as exc:
+        raise storage_error(exc) from None
+
+
+def _completed(row: UploadSession) -> dict[str, Any]:
+    return {"s3_key": row.s3_key, "upload_id": row.upload_id, "etag": row.etag, "size": row.size}
+
+
+async def abort_multipart_upload(
+    db: Database,
+    store: storage.ObjectStore,
+    caller: Caller,
+    incident_id: str,
+    s3_key: str,
+    upload_id: str,
+) -> dict[str, str]:
+    """Abort the upload and drop its parts. Aborting twice is fine; after completion: 409."""
+    check_identifier("incident_id", incident_id)
+    async with db.write_session() as s:
+        row = await _find(s, caller, incident_id, s3_key, upload_id, lock=True)
+        if row.state == COMPLETED:
+            raise ApiError("UploadCompleted")
+        if row.state != ABORTED:
+            try:
+                await store.abort_multipart_upload(row.s3_key, row.upload_id)
+            except storage.NoSuchUpload:
+                pass  # already gone from the store: the goal is reached
+            except storage.StorageError as exc:
+                raise storage_error(exc) from None
+            row.state = ABORTED
+            row.state_changed_at = utcnow()
+        return {"s3_key": row.s3_key, "upload_id": row.upload_id}
+
+
+async def list_parts(
+    db: Database,
+    store: storage.ObjectStore,
+    caller: Caller,
+    incident_id: str,
+    s3_key: str,
+    upload_id: str,
+) -> dict[str, Any]:
+    """The parts uploaded so far (for resuming an upload)."""
+    check_identifier("incident_id", incident_id)
+    async with db.session() as s:
+        row = await _find(s, caller, incident_id, s3_key, upload_id)
+        _require_open(row)
+    try:
+        parts = await store.list_parts(row.s3_key, row.upload_id)
+    except storage.StorageError as exc:
+        raise storage_error(exc) from None
+    return {
+        "s3_key": row.s3_key,
+        "upload_id": row.upload_id,
+        "parts": [{"part_number": p.part_number, "etag": p.etag, "size": p.size} for p in parts],
+    }
+
+
+async def find_filename(s: AsyncSession, org_id: str, s3_key: str) -> str | None:
+    """The client's filename for a multipart-uploaded key, when there is a session for it."""
+    row = (
+        await s.execute(
+            select(UploadSession.filename)
+            .where(UploadSession.org_id == org_id, UploadSession.s3_key == s3_key)
+            .limit(1)
+        )
+    ).first()
+    return row[0] if row else None
+
+
+# ---- reaping stale sessions ----
+
+#: A session claimed by a reaper that died is claimed again after this long.
+RECLAIM_AFTER = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    """One session the reaper aborted."""
+
+    org_id: str
+    incident_id: str
+    s3_key: str
+    upload_id: str
+    created_at: dt.datetime
+    store_result: str  # "aborted" or "already gone"
+
+
+async def reap(
+    db: Database, store: storage.ObjectStore, older_than: dt.timedelta, *, limit: int = 10_000
+) -> list[Reaped]:
+    """Abort open sessions created more than `older_than` ago, in the store and the database.
+
+    Safe to run from several machines at once: each session is claimed with a conditional
+    UPDATE (open -> aborting) in its own transaction, and only the reaper whose UPDATE changed
+    the row aborts it. No lock is held while the store is called.
+    """
+    now = utcnow()
+    cutoff = now - older_than
+    async with db.session() as s:
+        candidates = (
+            await s.execute(
+                select(UploadSession.pk, UploadSession.state, UploadSession.state_changed_at)
+                .where(
+                    ((UploadSession.state == OPEN) & (UploadSession.created_at < cutoff))
+                    | (
+                        (UploadSession.state == ABORTING)
+                        & (UploadSession.state_changed_at < now - RECLAIM_AFTER)
+                    )
+                )
+                .order_by(UploadSession.created_at)
+                .limit(limit)
+            )
+        ).all()
+    done: list[Reaped] = []
+    for pk, state, changed in candidates:
+        async with db.write_session() as s:
+            claim = (
+                update(UploadSession)
+                .where(UploadSession.pk == pk, UploadSession.state == state)
+                .values(state=ABORTING, state_changed_at=utcnow())
+            )
+            if state == ABORTING:
+                claim = claim.where(UploadSession.state_changed_at == changed)
+            if (await s.execute(claim)).rowcount != 1:  # type: ignore[attr-defined]
+                continue  # another reaper (or a client's complete/abort) got there first
+            row = (
+                await s.execute(select(UploadSession).where(UploadSession.pk == pk))
+            ).scalar_one()
+        try:
+            await store.abort_multipart_upload(row.s3_key, row.upload_id)
+            result = "aborted"
+        except storage.NoSuchUpload:
+            result = "already gone"
+        except storage.StorageError:
+            # Leave it claimed; it is claimed again after RECLAIM_AFTER.
+            continue
+        async with db.write_session() as s:
+            await s.execute(
+                update(UploadSession)
+                .where(UploadSession.pk == pk, UploadSession.state == ABORTING)
+                .values(state=ABORTED, state_changed_at=utcnow())
+            )
+        done.append(
+            Reaped(row.org_id, row.incident_id, row.s3_key, row.upload_id, row.created_at, result)
+        )
+        await asyncio.sleep(0)
+    return done
