@@ -13,8 +13,11 @@ from .base import (
     StorageError,
     StorageUnavailable,
 )
+from .client import S3Gateway
+from .presign import SIGV4_MAX_EXPIRES, SigV4Presigner, content_disposition, sigv4_signing_key
 
 __all__ = [
+    "SIGV4_MAX_EXPIRES",
     "CompletedObject",
     "EntityTooSmall",
     "InvalidPart",
@@ -24,6 +27,10 @@ __all__ = [
     "ObjectNotFound",
     "ObjectStore",
     "PartInfo",
+    "S3Gateway",
+    "SigV4Presigner",
     "StorageError",
     "StorageUnavailable",
+    "content_disposition",
+    "sigv4_signing_key",
 ]

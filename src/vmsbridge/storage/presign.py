@@ -230,7 +230,7 @@ class SigV4Presigner:
         url_middle = f"&{auth_emitted}&X-Amz-Signature="
         signing = _hmac_new(self.signing_key(amz_date[:8]), digestmod=_sha256)
         sha256 = _sha256
-        urls = []
+        urls: list[str] = []
         append = urls.append
         for n in numbers:
             s = str(n)
