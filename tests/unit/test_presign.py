@@ -245,6 +245,42 @@ def test_default_clock_is_now() -> None:
     assert before <= stamp.replace(tzinfo=UTC) <= after
 
 
+@pytest.mark.usefixtures("frozen")
+def test_live_clock_reuse_within_a_second_is_exact() -> None:
+    # Without `now`, the auth part of the query is cached for the current second: the cache
+    # must key on the expiry, and must move on with the clock.
+    boto, ours = _pair("http://127.0.0.1:9000", "eu-west-3", TOKENS[1])
+    epoch = INSTANT.replace(tzinfo=UTC, microsecond=0).timestamp()
+    with mock.patch("vmsbridge.storage.presign.time.time", return_value=epoch + 0.9):
+        for expires in (60, 3600, 60):
+            expected = boto.generate_presigned_url(
+                "put_object", Params={"Bucket": "b", "Key": "k"}, ExpiresIn=expires
+            )
+            assert ours.presign_put("b", "k", expires) == expected
+    later = INSTANT + timedelta(seconds=1)
+    with (
+        mock.patch("vmsbridge.storage.presign.time.time", return_value=epoch + 1),
+        mock.patch(CLOCK_TARGET, return_value=later),
+    ):
+        expected = boto.generate_presigned_url(
+            "put_object", Params={"Bucket": "b", "Key": "k"}, ExpiresIn=60
+        )
+        assert ours.presign_put("b", "k", 60) == expected
+
+
+def test_quoting_matches_urllib_on_every_code_point_class() -> None:
+    # The regex-based encoders must equal botocore's `quote(..., safe=...)` byte for byte.
+    from urllib.parse import quote
+
+    from vmsbridge.storage.presign import _q, _quote_key
+
+    samples = ["".join(map(chr, range(i, i + 64))) for i in range(0, 0x800, 64)]
+    samples += ["東京/駅 🎥~%+=&", "", "plain", "a//b/", "\u00e9\u0301"]
+    for text in samples:
+        assert _q(text) == quote(text, safe="-_.~")
+        assert _quote_key(text) == quote(text, safe="/~")
+
+
 def test_signing_key_cached_per_day() -> None:
     _, ours = _pair("http://127.0.0.1:9000", "eu-west-3")
     key = ours.signing_key("20261204")
