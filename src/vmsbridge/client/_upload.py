@@ -225,6 +225,11 @@ class Pusher:
     async def push(
         self, incident: Incident, videos: list[VideoFile], *, thumbnails: bool
     ) -> PushResult:
+        # Fail fast on a wrong key or URL, before reading any file (404: a new incident).
+        try:
+            await self.client.get_incident(self.incident_id)
+        except NotFoundError:
+            pass
         ids = self._assign_ids(videos)
         outcomes = await asyncio.gather(
             *(self._push_video(v, vid, thumbnails) for v, vid in zip(videos, ids, strict=True))
