@@ -38,7 +38,7 @@ from vmsbridge.storage.presign import content_disposition
 ACCESS = "AKIAVMSBRIDGETEST"
 SECRET = "contract/test+secret=key"
 REGION = "eu-west-3"
-BUCKET = "vmsbridge-contract"
+BUCKET = f"gateway-{uuid.uuid4().hex[:12]}"
 # The embedded store takes its minimum part size as a setting: keep parts small there.
 EMBEDDED_MIN_PART = 64 * 1024
 
@@ -51,7 +51,7 @@ class Store:
 
 
 @pytest.fixture(scope="module")
-def moto_store() -> Iterator[Store]:
+def moto_target() -> Iterator[Store]:
     from moto.server import ThreadedMotoServer
 
     port = free_port()
@@ -65,7 +65,7 @@ def moto_store() -> Iterator[Store]:
 
 
 @pytest.fixture(scope="module")
-def embedded_store() -> Iterator[Store]:
+def embedded_target() -> Iterator[Store]:
     try:
         from vmsbridge.s3 import create_s3_app  # type: ignore[attr-defined]
     except ImportError:
@@ -78,14 +78,16 @@ def embedded_store() -> Iterator[Store]:
             yield Store("embedded", server.url, EMBEDDED_MIN_PART)
 
 
+# Not named `store`: tests/contract/conftest.py parametrizes every test that uses a fixture of
+# that name (with its own boto3-based Store).
 @pytest.fixture(params=["moto", "embedded"])
-def store(request: pytest.FixtureRequest) -> Store:
-    return request.getfixturevalue(f"{request.param}_store")  # type: ignore[no-any-return]
+def target(request: pytest.FixtureRequest) -> Store:
+    return request.getfixturevalue(f"{request.param}_target")  # type: ignore[no-any-return]
 
 
-def _gateway(store: Store, **kwargs: Any) -> S3Gateway:
+def _gateway(target: Store, **kwargs: Any) -> S3Gateway:
     options: dict[str, Any] = {
-        "endpoint_url": store.url,
+        "endpoint_url": target.url,
         "bucket": BUCKET,
         "region": REGION,
         "access_key_id": ACCESS,
@@ -96,8 +98,8 @@ def _gateway(store: Store, **kwargs: Any) -> S3Gateway:
 
 
 @pytest.fixture
-async def gateway(store: Store) -> AsyncIterator[S3Gateway]:
-    async with _gateway(store) as gw:
+async def gateway(target: Store) -> AsyncIterator[S3Gateway]:
+    async with _gateway(target) as gw:
         await gw.ensure_bucket()
         yield gw
 
@@ -138,9 +140,9 @@ async def _put_parts(
 # -- bucket -------------------------------------------------------------------------------
 
 
-async def test_ensure_bucket_twice_then_check(store: Store) -> None:
+async def test_ensure_bucket_twice_then_check(target: Store) -> None:
     name = f"ensure-{uuid.uuid4().hex[:10]}"
-    async with _gateway(store, bucket=name) as gw:
+    async with _gateway(target, bucket=name) as gw:
         with pytest.raises(StorageUnavailable):
             await gw.check()  # not created yet
         await gw.ensure_bucket()
@@ -148,9 +150,9 @@ async def test_ensure_bucket_twice_then_check(store: Store) -> None:
         await gw.check()
 
 
-async def test_ensure_bucket_us_east_1_has_no_location_constraint(store: Store) -> None:
+async def test_ensure_bucket_us_east_1_has_no_location_constraint(target: Store) -> None:
     # us-east-1 refuses an explicit LocationConstraint on AWS; other regions require one.
-    async with _gateway(store, bucket=f"use1-{uuid.uuid4().hex[:10]}", region="us-east-1") as gw:
+    async with _gateway(target, bucket=f"use1-{uuid.uuid4().hex[:10]}", region="us-east-1") as gw:
         await gw.ensure_bucket()
         await gw.check()
 
@@ -159,12 +161,12 @@ async def test_ensure_bucket_us_east_1_has_no_location_constraint(store: Store) 
 
 
 async def test_multipart_roundtrip(
-    store: Store, gateway: S3Gateway, http: httpx.AsyncClient
+    target: Store, gateway: S3Gateway, http: httpx.AsyncClient
 ) -> None:
     key = _key()
     parts = [
-        b"a" * store.min_part_size,
-        bytes(range(256)) * (store.min_part_size // 256),
+        b"a" * target.min_part_size,
+        bytes(range(256)) * (target.min_part_size // 256),
         b"tail bytes",
     ]
     upload_id = await gateway.create_multipart_upload(key, content_type="video/mp4")
@@ -194,13 +196,13 @@ async def test_multipart_roundtrip(
 
 
 async def test_list_parts_follows_pages(
-    store: Store, gateway: S3Gateway, http: httpx.AsyncClient
+    target: Store, gateway: S3Gateway, http: httpx.AsyncClient
 ) -> None:
     key = _key()
     upload_id = await gateway.create_multipart_upload(key)
     parts = [f"part {i}".encode() for i in range(1, 8)]
     await _put_parts(http, gateway, key, upload_id, parts)
-    async with _gateway(store, list_parts_page_size=2) as paged:
+    async with _gateway(target, list_parts_page_size=2) as paged:
         listed = await paged.list_parts(key, upload_id)
     assert [p.part_number for p in listed] == list(range(1, 8))
     assert [p.etag for p in listed] == [_md5(p) for p in parts]
@@ -237,22 +239,22 @@ async def test_complete_with_missing_part_is_invalid_part(
 
 
 async def test_complete_with_small_non_final_part_is_entity_too_small(
-    store: Store, gateway: S3Gateway, http: httpx.AsyncClient
+    target: Store, gateway: S3Gateway, http: httpx.AsyncClient
 ) -> None:
     key = _key()
     upload_id = await gateway.create_multipart_upload(key)
-    parts = [b"x" * (store.min_part_size - 1), b"last"]
+    parts = [b"x" * (target.min_part_size - 1), b"last"]
     etags = await _put_parts(http, gateway, key, upload_id, parts)
     with pytest.raises(EntityTooSmall):
         await gateway.complete_multipart_upload(key, upload_id, etags)
 
 
 async def test_store_invalid_part_order_maps_to_ours(
-    store: Store, gateway: S3Gateway, http: httpx.AsyncClient
+    target: Store, gateway: S3Gateway, http: httpx.AsyncClient
 ) -> None:
     # The gateway numbers parts itself (etags[i] is part i+1), so it never sends them out of
     # order; this checks that the store's own InvalidPartOrder answer still maps to ours.
-    if store.name == "moto":
+    if target.name == "moto":
         pytest.skip("moto 5.2 never answers InvalidPartOrder (its check does not track order)")
     key = _key()
     upload_id = await gateway.create_multipart_upload(key)
@@ -281,15 +283,15 @@ async def test_unknown_upload_is_no_such_upload(gateway: S3Gateway) -> None:
         await gateway.abort_multipart_upload(key, bogus)
 
 
-async def test_complete_unknown_upload_is_no_such_upload(store: Store, gateway: S3Gateway) -> None:
-    if store.name == "moto":
+async def test_complete_unknown_upload_is_no_such_upload(target: Store, gateway: S3Gateway) -> None:
+    if target.name == "moto":
         pytest.skip(MOTO_COMPLETE_UNKNOWN)
     with pytest.raises(NoSuchUpload):
         await gateway.complete_multipart_upload(_key(), "bm90LWFuLXVwbG9hZA", [_md5(b"x")])
 
 
 async def test_abort_then_no_such_upload(
-    store: Store, gateway: S3Gateway, http: httpx.AsyncClient
+    target: Store, gateway: S3Gateway, http: httpx.AsyncClient
 ) -> None:
     key = _key()
     upload_id = await gateway.create_multipart_upload(key)
@@ -299,7 +301,7 @@ async def test_abort_then_no_such_upload(
         await gateway.list_parts(key, upload_id)
     with pytest.raises(NoSuchUpload):
         await gateway.abort_multipart_upload(key, upload_id)
-    if store.name != "moto":  # MOTO_COMPLETE_UNKNOWN
+    if target.name != "moto":  # MOTO_COMPLETE_UNKNOWN
         with pytest.raises(NoSuchUpload):
             await gateway.complete_multipart_upload(key, upload_id, etags)
     with pytest.raises(ObjectNotFound):
@@ -347,11 +349,11 @@ async def test_presigned_get_with_filename(
     assert response.headers["content-disposition"] == content_disposition(filename)
 
 
-async def test_presigned_urls_use_public_url(store: Store, http: httpx.AsyncClient) -> None:
+async def test_presigned_urls_use_public_url(target: Store, http: httpx.AsyncClient) -> None:
     # The server reaches the store at 127.0.0.1; clients are told "localhost". The signature
     # covers the host clients use, so the URL works from their side.
-    public = store.url.replace("127.0.0.1", "localhost")
-    async with _gateway(store, public_url=public) as gw:
+    public = target.url.replace("127.0.0.1", "localhost")
+    async with _gateway(target, public_url=public) as gw:
         await gw.ensure_bucket()
         key = _key()
         url = gw.presign_put(key, 300)
@@ -385,10 +387,10 @@ async def test_unreachable_endpoint_is_storage_unavailable() -> None:
         assert gw.presign_put("k", 60).startswith(f"{dead.url}/{BUCKET}/k?")
 
 
-async def test_wrong_credentials_are_a_storage_error(store: Store) -> None:
-    if store.name == "moto":
+async def test_wrong_credentials_are_a_storage_error(target: Store) -> None:
+    if target.name == "moto":
         pytest.skip("moto's server accepts any credentials")
-    async with _gateway(store, secret_access_key="wrong") as gw:
+    async with _gateway(target, secret_access_key="wrong") as gw:
         with pytest.raises(StorageError) as caught:
             await gw.create_multipart_upload(_key())
         assert caught.value.code == "SignatureDoesNotMatch"
@@ -396,8 +398,8 @@ async def test_wrong_credentials_are_a_storage_error(store: Store) -> None:
             await gw.check()
 
 
-async def test_close_then_reuse(store: Store) -> None:
-    gw = _gateway(store)
+async def test_close_then_reuse(target: Store) -> None:
+    gw = _gateway(target)
     await gw.ensure_bucket()  # opens lazily
     await gw.close()
     await gw.close()  # idempotent

@@ -1,0 +1,336 @@
+"""Buckets and objects on disk.
+
+Layout under the data directory::
+
+    <bucket>/.bucket.json                       creation time
+    <bucket>/<seg>.d/<seg>.d/<name>.o           object metadata (JSON): the commit point
+    <bucket>/<seg>.d/<seg>.d/<name>.<tok>.v     object bytes, named by the metadata
+    .tmp/                                       bodies being received
+    .uploads/<upload-id>/                       multipart uploads (see multipart.py)
+
+Each key segment but the last is a directory `<seg>.d`; the last names the metadata file
+`<seg>.o`. The suffixes keep `a` (an object) and `a/b` (an object under `a/`) from colliding.
+Segments longer than 200 bytes become `<first 100 bytes>~<sha256>` with suffixes `#d`/`#o`
+(distinct from `.d`/`.o`, so no short name can collide with a hashed one); the full key is
+always in the metadata.
+
+A write goes: bytes to a temp file (fsynced) -> renamed to a fresh `.v` name -> metadata to a
+temp file (fsynced) -> renamed over `<name>.o` -> directory fsynced -> the previous `.v` removed.
+Readers open the metadata, then the `.v` it names, so they see the old object or the new one,
+never a mix and never a partial body.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from . import errors
+
+MAX_KEY_BYTES = 1024
+_SHORT_SEGMENT = 200
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_IP_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+BUCKET_META = ".bucket.json"
+
+
+def validate_bucket_name(name: str) -> None:
+    """Raise `InvalidBucketName` unless `name` follows S3's bucket naming rules."""
+    if (
+        not _BUCKET_RE.match(name)
+        or ".." in name
+        or ".-" in name
+        or "-." in name
+        or _IP_RE.match(name)
+        or name.startswith("xn--")
+        or name.endswith("-s3alias")
+    ):
+        raise errors.InvalidBucketName(resource=name, BucketName=name)
+
+
+def validate_key(key: str) -> None:
+    """Raise a 400 unless `key` is a safe object key (see the module docstring)."""
+    if not key:
+        raise errors.InvalidArgument("The object key must not be empty.")
+    if len(key.encode("utf-8", "surrogateescape")) > MAX_KEY_BYTES:
+        raise errors.KeyTooLongError()
+    if "\x00" in key:
+        raise errors.InvalidArgument("Object keys may not contain NUL.")
+    if key.startswith("/"):
+        raise errors.InvalidArgument("Object keys may not start with '/'.")
+    if any(seg == ".." for seg in key.split("/")):
+        raise errors.InvalidArgument("Object keys may not contain '..' segments.")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise errors.InvalidArgument("Object keys must be valid UTF-8.") from None
+
+
+def _segment(seg: str, short_suffix: str, long_suffix: str) -> str:
+    raw = seg.encode("utf-8")
+    if len(raw) <= _SHORT_SEGMENT:
+        return seg + short_suffix
+    head = raw[:100].decode("utf-8", "ignore")
+    return f"{head}~{hashlib.sha256(raw).hexdigest()[:40]}{long_suffix}"
+
+
+def _decode_name(name: str) -> tuple[str, str | None]:
+    """(kind, segment) of an entry: kind d, o or empty (ignore); segment None when hashed."""
+    if name.endswith(".d"):
+        return "d", name[:-2]
+    if name.endswith(".o"):
+        return "o", name[:-2]
+    if name.endswith("#d"):
+        return "d", None
+    if name.endswith("#o"):
+        return "o", None
+    return "", None
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so that renames and creations in it survive a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any], tmp_dir: Path) -> None:
+    """Write JSON to a temp file, fsync it, rename it over `path` (caller fsyncs the dir)."""
+    tmp = tmp_dir / f"meta-{secrets.token_hex(12)}.tmp"
+    with open(tmp, "xb") as f:
+        f.write(json.dumps(data, separators=(",", ":")).encode())
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON document at `path`, or None when there is none."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())  # type: ignore[no-any-return]
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+class ObjectStore:
+    """Buckets and objects under one directory. Every method is blocking: call from a thread."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / ".tmp"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(exist_ok=True)
+        # Temp files left by a crash are garbage: no acknowledged write depends on them.
+        for entry in os.scandir(self.tmp):
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
+
+    # --- buckets -------------------------------------------------------------------------
+
+    def bucket_dir(self, bucket: str) -> Path:
+        """The bucket's directory (raises InvalidBucketName for a bad name)."""
+        validate_bucket_name(bucket)
+        return self.root / bucket
+
+    def require_bucket(self, bucket: str) -> Path:
+        """The bucket's directory; raises NoSuchBucket if it does not exist."""
+        path = self.bucket_dir(bucket)
+        if not (path / BUCKET_META).is_file():
+            raise errors.NoSuchBucket(resource=f"/{bucket}", BucketName=bucket)
+        return path
+
+    def list_buckets(self) -> list[tuple[str, float]]:
+        """(name, creation time) of every bucket, sorted by name."""
+        out = []
+        for entry in os.scandir(self.root):
+            if entry.is_dir() and _BUCKET_RE.match(entry.name):
+                meta = read_json(Path(entry.path) / BUCKET_META)
+                if meta is not None:
+                    out.append((entry.name, float(meta["created"])))
+        return sorted(out)
+
+    def create_bucket(self, bucket: str) -> None:
+        """Create a bucket; raises BucketAlreadyOwnedByYou if it exists (one owner here)."""
+        path = self.bucket_dir(bucket)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            if (path / BUCKET_META).is_file():
+                raise errors.BucketAlreadyOwnedByYou(
+                    resource=f"/{bucket}", BucketName=bucket
+                ) from None
+        write_json_atomic(path / BUCKET_META, {"created": time.time()}, self.tmp)
+        fsync_dir(path)
+        fsync_dir(self.root)
+
+    def delete_bucket(self, bucket: str) -> None:
+        """Delete an empty bucket; raises NoSuchBucket or BucketNotEmpty."""
+        path = self.require_bucket(bucket)
+        for _ in self._walk(path, ""):
+            raise errors.BucketNotEmpty(resource=f"/{bucket}", BucketName=bucket)
+        # Only directories and orphaned byte files remain.
+        os.unlink(path / BUCKET_META)
+        shutil.rmtree(path, ignore_errors=True)
+        fsync_dir(self.root)
+
+    # --- objects -------------------------------------------------------------------------
+
+    def _locate(self, bucket_path: Path, key: str) -> tuple[Path, str]:
+        """(directory, metadata file name) of `key`."""
+        validate_key(key)
+        segs = key.split("/")
+        d = bucket_path
+        for seg in segs[:-1]:
+            d = d / _segment(seg, ".d", "#d")
+        return d, _segment(segs[-1], ".o", "#o")
+
+    def head(self, bucket: str, key: str) -> dict[str, Any]:
+        """The object's metadata; raises NoSuchBucket or NoSuchKey."""
+        bucket_path = self.require_bucket(bucket)
+        d, name = self._locate(bucket_path, key)
+        meta = read_json(d / name)
+        if meta is None:
+            raise errors.NoSuchKey(resource=f"/{bucket}/{key}", Key=key)
+        return meta
+
+    def open(self, bucket: str, key: str) -> tuple[dict[str, Any], BinaryIO]:
+        """(metadata, open byte file) of the object; raises NoSuchBucket or NoSuchKey."""
+        bucket_path = self.require_bucket(bucket)
+        d, name = self._locate(bucket_path, key)
+        for _ in range(10):
+            meta = read_json(d / name)
+            if meta is None:
+                raise errors.NoSuchKey(resource=f"/{bucket}/{key}", Key=key)
+            try:
+                return meta, open(d / meta["data"], "rb")
+            except FileNotFoundError:
+                continue  # replaced between the two opens: read the new metadata
+        raise errors.S3Error("The object kept changing while being read; retry.")
+
+    def commit(self, bucket: str, key: str, tmp_file: Path, meta: dict[str, Any]) -> None:
+        """Move a complete, fsynced temp file into place as `key` with `meta` (atomic).
+
+        Raises NoSuchBucket (and removes nothing else) if the bucket is gone.
+        """
+        bucket_path = self.require_bucket(bucket)
+        d, name = self._locate(bucket_path, key)
+        data_name = f"{name[:-2]}.{secrets.token_hex(8)}.v"
+        meta = {**meta, "key": key, "data": data_name}
+        for attempt in range(20):
+            self._makedirs(d, bucket_path)
+            try:
+                os.rename(tmp_file, d / data_name)
+                break
+            except FileNotFoundError:
+                if not tmp_file.exists() or attempt == 19:
+                    raise
+                # A concurrent delete pruned the directory between makedirs and rename.
+        old = read_json(d / name)
+        try:
+            write_json_atomic(d / name, meta, self.tmp)
+        except BaseException:
+            (d / data_name).unlink(missing_ok=True)
+            raise
+        fsync_dir(d)
+        if old is not None and old.get("data") != data_name:
+            (d / old["data"]).unlink(missing_ok=True)
+
+    def _makedirs(self, d: Path, stop: Path) -> None:
+        missing = []
+        p = d
+        while p != stop and not p.is_dir():
+            missing.append(p)
+            p = p.parent
+        for p in reversed(missing):
+            try:
+                p.mkdir()
+            except FileExistsError:
+                pass
+            fsync_dir(p.parent)
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Delete the object if it exists (S3 answers 204 either way); raises NoSuchBucket."""
+        bucket_path = self.require_bucket(bucket)
+        d, name = self._locate(bucket_path, key)
+        meta = read_json(d / name)
+        if meta is None:
+            return
+        try:
+            os.unlink(d / name)
+        except FileNotFoundError:
+            return
+        (d / meta["data"]).unlink(missing_ok=True)
+        fsync_dir(d)
+        # Prune empty directories up to the bucket.
+        p = d
+        while p != bucket_path:
+            try:
+                os.rmdir(p)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                    break
+                raise
+            p = p.parent
+
+    # --- listing -------------------------------------------------------------------------
+
+    def _walk(self, d: Path, key_prefix: str | None) -> Iterator[tuple[str | None, Path]]:
+        """(key or None if not decodable from the path, metadata path) under directory d."""
+        try:
+            entries = list(os.scandir(d))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            kind, seg = _decode_name(entry.name)
+            if kind == "d" and entry.is_dir(follow_symlinks=False):
+                sub = None if key_prefix is None or seg is None else key_prefix + seg + "/"
+                yield from self._walk(Path(entry.path), sub)
+            elif kind == "o" and entry.is_file(follow_symlinks=False):
+                k = None if key_prefix is None or seg is None else key_prefix + seg
+                yield k, Path(entry.path)
+
+    def list_keys(self, bucket: str, prefix: str) -> list[tuple[bytes, str, Path]]:
+        """(utf-8 key, key, metadata path) of every object whose key starts with `prefix`,
+        sorted as S3 sorts (by UTF-8 bytes). Raises NoSuchBucket."""
+        bucket_path = self.require_bucket(bucket)
+        # Start the walk in the deepest directory the prefix names in full.
+        segs = prefix.split("/")[:-1]
+        d = bucket_path
+        for seg in segs:
+            if "\x00" in seg:
+                return []
+            d = d / _segment(seg, ".d", "#d")
+        start = "".join(s + "/" for s in segs)
+        if any(len(s.encode()) > _SHORT_SEGMENT for s in segs):
+            start_prefix: str | None = None
+        else:
+            start_prefix = start
+        out = []
+        for key, path in self._walk(d, start_prefix):
+            if key is None:
+                meta = read_json(path)
+                if meta is None:
+                    continue
+                key = str(meta["key"])
+            if key.startswith(prefix):
+                out.append((key.encode("utf-8"), key, path))
+        out.sort()
+        return out
