@@ -1,1 +1,284 @@
-"""`vmsbridge serve` (placeholder: filled in by the issue that builds it)."""
+"""`vmsbridge serve`: the API and (by default) the embedded S3-compatible store, in one process.
+
+Two `uvicorn.Server`s share one asyncio loop: the API on `--port` and the store on `--s3-port`.
+The store is skipped when `VMSBRIDGE_S3_ENDPOINT_URL` points at another S3 or with `--no-s3`.
+Start order: migrations, store, bucket, API. SIGINT/SIGTERM stop the API first, then the store.
+
+`--workers N` (N > 1): the parent binds the API socket, migrates and makes the bucket once, then
+starts N API worker processes sharing that socket; the parent itself serves the embedded store
+(one writer of its directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ._app import app
+
+
+def _settings(**overrides: Any) -> Any:
+    from vmsbridge.config import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    if shown == "::":
+        shown = "::1"
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def _server(asgi: Any, **kwargs: Any) -> Any:
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        # Signals are handled once for both servers (see `_serve`), not by each server.
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    config = uvicorn.Config(asgi, lifespan="on", timeout_graceful_shutdown=10, **kwargs)
+    return _Server(config)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="API interface [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="API port [default: 8000]")] = None,
+    s3_port: Annotated[
+        int | None, typer.Option("--s3-port", help="Embedded store port [default: 9000]")
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="VMSBRIDGE_DATA_DIR",
+            help="SQLite file and the store's objects [default: ./vmsbridge-data]",
+        ),
+    ] = None,
+    no_s3: Annotated[
+        bool, typer.Option("--no-s3", help="Do not start the embedded store (API only).")
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="API worker processes [default: 1]", min=1, max=64)
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Serve the VMS incident API and the embedded S3-compatible store."""
+    settings = _settings(host=host, port=port, s3_port=s3_port, data_dir=data_dir, workers=workers)
+    if no_s3 and settings.embedded_s3:
+        typer.echo(
+            "--no-s3 needs an object store: set VMSBRIDGE_S3_ENDPOINT_URL (and the S3 settings)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    import asyncio
+
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    try:
+        runner(_serve(settings, log_level))
+    except KeyboardInterrupt:  # pragma: no cover
+        pass
+
+
+async def _serve(settings: Any, log_level: str) -> None:
+    import asyncio
+
+    from vmsbridge.db import Database
+    from vmsbridge.storage.client import S3Gateway
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.effective_database_url)
+    try:
+        await db.migrate()
+    finally:
+        await db.dispose()
+
+    servers: list[Any] = []
+    s3_server = None
+    gw_kwargs: dict[str, Any] = {}
+    if settings.embedded_s3:
+        from vmsbridge.s3 import create_s3_app, load_or_create_credentials
+
+        ak, sk, generated = load_or_create_credentials(
+            settings.data_dir, settings.s3_access_key_id, settings.s3_secret_access_key
+        )
+        if generated:
+            typer.echo("Generated credentials for the embedded S3 store (saved in the data")
+            typer.echo("directory, shown only this once):")
+            typer.echo(f"  access key id:     {ak}")
+            typer.echo(f"  secret access key: {sk}")
+        s3_asgi = create_s3_app(
+            settings.data_dir / "objects",
+            {ak: sk},
+            region=settings.s3_region,
+            min_part_size=settings.s3_min_part_size,
+        )
+        s3_server = _server(
+            s3_asgi,
+            host=settings.host,
+            port=settings.s3_port,
+            log_level="warning",
+            access_log=False,  # presigned URLs carry signatures in their query
+        )
+        endpoint = _url(settings.host, settings.s3_port)
+        gw_kwargs = {"endpoint_url": endpoint, "access_key_id": ak, "secret_access_key": sk}
+        if not settings.s3_public_url:
+            settings.s3_public_url = endpoint
+        servers.append(s3_server)
+        s3_task = asyncio.create_task(s3_server.serve())
+        while not s3_server.started:
+            if s3_task.done():
+                s3_task.result()
+                raise SystemExit(1)
+            await asyncio.sleep(0.02)
+
+    store = S3Gateway.from_settings(settings, **gw_kwargs)
+    await store.ensure_bucket()
+
+    try:
+        if settings.workers > 1:
+            await store.close()
+            await _serve_workers(settings, gw_kwargs, log_level)
+        else:
+            await _serve_one(settings, store, s3_server is not None, log_level)
+    finally:
+        await store.close()
+        if s3_server is not None:
+            s3_server.should_exit = True
+            await s3_task
+
+
+async def _serve_one(settings: Any, store: Any, embedded: bool, log_level: str) -> None:
+    import asyncio
+    import signal
+    import socket
+
+    from vmsbridge.app import create_app
+
+    api = create_app(settings, store=store)
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    api_server = _server(api, log_level=log_level, access_log=True)
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        api_server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    api_task = asyncio.create_task(api_server.serve(sockets=[sock]))
+    while not api_server.started and not api_task.done():  # noqa: ASYNC110 (uvicorn has no event)
+        await asyncio.sleep(0.02)
+    if api_server.started:
+        _banner(settings, embedded, settings.port)
+    await api_task
+
+
+def _banner(settings: Any, embedded: bool, port: int) -> None:
+    api_url = _url(settings.host, port)
+    typer.echo(f"vmsbridge API:  {api_url}/v1/vms/incidents  (docs {api_url}/docs)")
+    if embedded:
+        typer.echo(
+            f"S3 store:       {_url(settings.host, settings.s3_port)}  (bucket "
+            f"{settings.s3_bucket}, presigned URLs use {settings.s3_public_url})"
+        )
+    else:
+        typer.echo(f"S3 store:       {settings.s3_endpoint_url} (bucket {settings.s3_bucket})")
+    typer.echo(f"database:       {_safe_db_url(settings.effective_database_url)}")
+    typer.echo("Create a key:   vmsbridge keys create --org NAME")
+
+
+def _safe_db_url(url: str) -> str:
+    import re
+
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+# ---- several API processes ----
+
+
+def worker_main() -> None:
+    """Entry of one API worker process (`vmsbridge serve --workers N`): serve the inherited
+    socket until SIGTERM. Configuration comes from the parent in `VMSBRIDGE_WORKER_CONFIG`."""
+    import asyncio
+    import json
+    import os
+    import socket
+
+    import uvicorn
+
+    from vmsbridge.app import create_app
+    from vmsbridge.config import Settings
+    from vmsbridge.storage.client import S3Gateway
+
+    cfg = json.loads(os.environ.pop("VMSBRIDGE_WORKER_CONFIG"))
+    settings = Settings.model_validate(cfg["settings"])
+    sock = socket.socket(fileno=cfg["fd"])
+
+    async def main() -> None:
+        store = S3Gateway.from_settings(settings, **cfg["gateway"])
+        config = uvicorn.Config(
+            create_app(settings, store=store), lifespan="on", log_level=cfg["log_level"]
+        )
+        try:
+            await uvicorn.Server(config).serve(sockets=[sock])
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+async def _serve_workers(settings: Any, gw_kwargs: dict[str, Any], log_level: str) -> None:
+    import asyncio
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(2048)
+    cfg = {
+        "settings": json.loads(settings.model_dump_json()),
+        "fd": sock.fileno(),
+        "gateway": gw_kwargs,
+        "log_level": log_level,
+    }
+    env = {**os.environ, "VMSBRIDGE_WORKER_CONFIG": json.dumps(cfg)}
+    code = "from vmsbridge.cli.serve import worker_main; worker_main()"
+    # Starting processes blocks briefly; this happens once, before serving anything.
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], pass_fds=[sock.fileno()], env=env)  # noqa: S603, ASYNC220
+        for _ in range(settings.workers)
+    ]
+    _banner(settings, bool(gw_kwargs), settings.port)
+    typer.echo(f"API workers:    {settings.workers} (pids {', '.join(str(p.pid) for p in procs)})")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    while not stop.is_set() and all(p.poll() is None for p in procs):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        await asyncio.to_thread(p.wait, 20)
+    sock.close()

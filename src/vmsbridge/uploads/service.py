@@ -320,9 +320,17 @@ class Reaped:
     store_result: str  # "aborted" or "already gone"
 
 
+@dataclass(frozen=True, slots=True)
+class ReapResult:
+    """What a reaper run did: sessions aborted, and (s3_key, why) for those it could not."""
+
+    reaped: list[Reaped]
+    failed: list[tuple[str, str]]
+
+
 async def reap(
     db: Database, store: storage.ObjectStore, older_than: dt.timedelta, *, limit: int = 10_000
-) -> list[Reaped]:
+) -> ReapResult:
     """Abort open sessions created more than `older_than` ago, in the store and the database.
 
     Safe to run from several machines at once: each session is claimed with a conditional
@@ -347,6 +355,7 @@ async def reap(
             )
         ).all()
     done: list[Reaped] = []
+    failed: list[tuple[str, str]] = []
     for pk, state, changed in candidates:
         async with db.write_session() as s:
             claim = (
@@ -366,8 +375,15 @@ async def reap(
             result = "aborted"
         except storage.NoSuchUpload:
             result = "already gone"
-        except storage.StorageError:
-            # Leave it claimed; it is claimed again after RECLAIM_AFTER.
+        except storage.StorageError as exc:
+            # The store is unreachable: give the session back (a later run retries it).
+            async with db.write_session() as s:
+                await s.execute(
+                    update(UploadSession)
+                    .where(UploadSession.pk == pk, UploadSession.state == ABORTING)
+                    .values(state=OPEN, state_changed_at=utcnow())
+                )
+            failed.append((row.s3_key, f"{type(exc).__name__}: {exc}"))
             continue
         async with db.write_session() as s:
             await s.execute(
@@ -379,4 +395,4 @@ async def reap(
             Reaped(row.org_id, row.incident_id, row.s3_key, row.upload_id, row.created_at, result)
         )
         await asyncio.sleep(0)
-    return done
+    return ReapResult(done, failed)
