@@ -216,6 +216,7 @@ class S3Gateway(ObjectStore):
     async def close(self) -> None:
         """Release connections. The gateway can be started again afterwards."""
         stack, self._stack, self._client = self._stack, None, None
+        self._lock = None  # a later start() may run on another event loop
         if stack is not None:
             await stack.aclose()
 
