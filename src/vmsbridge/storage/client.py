@@ -63,6 +63,18 @@ _ERRORS_BY_CODE: dict[str, type[StorageError]] = {
 }
 
 
+_session: Any = None
+
+
+def _shared_session() -> Any:
+    """One aiobotocore session per process: its loader caches the parsed S3 service model, so
+    opening a client costs milliseconds instead of re-reading botocore's JSON every time."""
+    global _session
+    if _session is None:
+        _session = get_session()
+    return _session
+
+
 class _NoSuchBucket(StorageError):
     """The bucket does not exist (only used inside `ensure_bucket`)."""
 
@@ -152,7 +164,7 @@ class S3Gateway(ObjectStore):
         self._config = AioConfig(
             signature_version="s3v4",
             s3={"addressing_style": "path"},
-            retries={"max_attempts": max_attempts, "mode": "standard"},
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             max_pool_connections=max_pool_connections,
@@ -240,9 +252,8 @@ class S3Gateway(ObjectStore):
         async with self._lock:
             if self._client is None:
                 stack = contextlib.AsyncExitStack()
-                session = get_session()
                 self._client = await stack.enter_async_context(
-                    session.create_client(
+                    _shared_session().create_client(
                         "s3",
                         endpoint_url=self.endpoint_url,
                         region_name=self.region,
