@@ -238,6 +238,14 @@ async def test_complete_with_missing_part_is_invalid_part(
         await gateway.complete_multipart_upload(key, upload_id, [etags[0], _md5(b"never sent")])
 
 
+async def test_complete_without_parts_is_invalid_part(gateway: S3Gateway) -> None:
+    key = _key()
+    upload_id = await gateway.create_multipart_upload(key)
+    with pytest.raises(InvalidPart):
+        await gateway.complete_multipart_upload(key, upload_id, [])
+    await gateway.abort_multipart_upload(key, upload_id)
+
+
 async def test_complete_with_small_non_final_part_is_entity_too_small(
     target: Store, gateway: S3Gateway, http: httpx.AsyncClient
 ) -> None:

@@ -322,9 +322,14 @@ class S3Gateway(ObjectStore):
     ) -> CompletedObject:
         """Complete with `etags[i]` as part i+1 (quoted or not); return key, ETag and size.
 
-        Raises `NoSuchUpload`, `InvalidPart`, `InvalidPartOrder` or `EntityTooSmall`. The size
-        comes from a HEAD of the new object (CompleteMultipartUpload does not report it).
+        Raises `NoSuchUpload`, `InvalidPart` (also for an empty list), `InvalidPartOrder` or
+        `EntityTooSmall`. The size comes from a HEAD of the new object (CompleteMultipartUpload
+        does not report it). Completing an upload that is already complete may repeat the answer
+        (AWS, for a while; the embedded store) or raise `NoSuchUpload` (once S3 forgot the id):
+        callers that promise idempotence keep their own record of the result.
         """
+        if not etags:  # S3 would answer MalformedXML; to the caller it is a missing part
+            raise InvalidPart(f"CompleteMultipartUpload {key}: at least one part is required")
         client = await self._get_client()
         parts = [
             {"PartNumber": number, "ETag": f'"{_unquote(etag)}"'}
