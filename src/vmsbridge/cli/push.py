@@ -85,7 +85,10 @@ def push(
         bool, typer.Option("--no-thumbnails", help="Do not make thumbnails from key frames.")
     ] = False,
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print the server's incident as JSON, nothing else.")
+        bool,
+        typer.Option(
+            "--json", help="Print the server's incident as JSON on stdout (logs stay on stderr)."
+        ),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only errors.")] = False,
 ) -> None:
@@ -143,7 +146,7 @@ def push(
             v.camera_name = camera_name
 
     stderr_tty = sys.stderr.isatty()
-    show = not quiet and not json_output
+    show = not quiet  # --json changes stdout only; progress and logs go to stderr
     reporter = _make_reporter(rich=show and stderr_tty, plain=show and not stderr_tty, quiet=quiet)
     started = time.monotonic()
     try:
@@ -173,7 +176,7 @@ def push(
         typer.echo(json.dumps(result.response, indent=2))
     elif not quiet:
         _print_result(result.response)
-    if not json_output and not quiet:
+    if not quiet:
         from vmsbridge.client import format_size
 
         sent = result.bytes_sent

@@ -160,7 +160,10 @@ class _UrlSet:
 
     async def get(self, index: int) -> tuple[str, int]:
         """URL number `index` (0-based) and the generation it belongs to."""
-        if not self.urls or (self.expiry is not None and time.time() >= self.expiry):
+        if not self.urls:
+            await self.refresh(self.generation)
+        elif self.expiry is not None and time.time() >= self.expiry:
+            log.info("%s: URLs expired; fetching fresh ones", self.file_id)
             await self.refresh(self.generation)
         return self.urls[index], self.generation
 
@@ -639,7 +642,7 @@ class Pusher:
                         self._emit(ProgressEvent("advance", vid, urls.file_id, advance=-sent))
                         if refreshes > MAX_URL_REFRESHES:
                             raise StoreError(status, code, f"{label}: {message}")
-                        log.info("%s: URL expired (%s); fetching fresh URLs", label, message)
+                        log.info("%s: URLs expired (%s); fetching fresh ones", label, message)
                         await urls.refresh(generation)
                         continue
                     if status not in (408, 429) and status < 500:
