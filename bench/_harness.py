@@ -64,7 +64,7 @@ def running_server(
     cmd = [VMSBRIDGE, "serve", "--port", str(api_port), "--s3-port", str(s3_port)]
     if workers > 1:
         cmd += ["--workers", str(workers)]
-    log = open(data.parent / f"{data.name}.log", "wb")  # noqa: SIM115
+    log = open(data.parent / f"{data.name}.log", "wb")
     proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_port(api_port)

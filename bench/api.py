@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import VMSBRIDGE, machine_line, print_table, running_server  # noqa: E402
+from _harness import VMSBRIDGE, machine_line, print_table, running_server
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -161,12 +161,8 @@ def bench_database(name: str, args: argparse.Namespace) -> list[list[object]]:
                 "GET /healthz (ceiling)": wrk(
                     f"{srv.api_url}/healthz", None, args.duration, args.connections
                 ),
-                "GET incident": wrk(
-                    srv.api_url, GET_LUA % params, args.duration, args.connections
-                ),
-                "PUT incident": wrk(
-                    srv.api_url, PUT_LUA % params, args.duration, args.connections
-                ),
+                "GET incident": wrk(srv.api_url, GET_LUA % params, args.duration, args.connections),
+                "PUT incident": wrk(srv.api_url, PUT_LUA % params, args.duration, args.connections),
             }
     finally:
         if pg_db:

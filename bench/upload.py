@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import (  # noqa: E402
+from _harness import (
     VMSBRIDGE,
     ChildRun,
     machine_line,
@@ -128,9 +128,7 @@ def main() -> None:
         mbps = size / median([r.wall for r in runs]) / 1e6
         cpu = median([r.cpu for r in runs]) / gib
         rss = max(r.max_rss_mib for r in runs)
-        rows.append(
-            [name, mbps, cpu, rss, f"{ours_mbps / mbps:.2f}×", f"{cpu / ours_cpu:.2f}×"]
-        )
+        rows.append([name, mbps, cpu, rss, f"{ours_mbps / mbps:.2f}x", f"{cpu / ours_cpu:.2f}x"])
     print(f"\n{machine_line()} · {args.size_mib} MiB file · median of {args.runs} runs")
     print_table(
         "Upload of one file into the embedded store",
