@@ -325,8 +325,10 @@ def _custom_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                 {"$ref": "#/components/schemas/IncidentIn"},
             ]
         }
-        security = {"ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}}
-        security["Bearer"] = {"type": "http", "scheme": "bearer"}  # type: ignore[dict-item]
+        security: dict[str, dict[str, str]] = {
+            "ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            "Bearer": {"type": "http", "scheme": "bearer"},
+        }
         schema["components"]["securitySchemes"] = security
         for path, ops in schema["paths"].items():
             if path.startswith("/v1/"):

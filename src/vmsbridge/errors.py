@@ -119,7 +119,7 @@ class ErrorBody(BaseModel):
 
     status: int
     message: str
-    code: str = Field(json_schema_extra={"enum": sorted(CATALOGUE)})
+    code: str = Field(json_schema_extra={"enum": list(sorted(CATALOGUE))})
     errors: list[FieldError] | None = Field(
         None, description="Validation errors only: each bad field."
     )

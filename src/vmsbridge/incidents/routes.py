@@ -13,7 +13,7 @@ from vmsbridge.errors import error_responses, loads_json
 from vmsbridge.uploads.routes import AUTH_ERRORS, json_body
 
 from . import service
-from .schemas import DownloadUrlOut, IncidentEnvelope, IncidentList
+from .schemas import DownloadUrlOut, IncidentEnvelope, IncidentIn, IncidentList
 
 router = APIRouter(prefix="/v1/vms/incidents", tags=["incidents"])
 
@@ -57,7 +57,7 @@ async def get_incident(incident_id: str, caller: CallerDep, db: DbDep) -> Any:
         201: {"model": IncidentEnvelope, "description": "Created"},
         **error_responses(400, *AUTH_ERRORS),
     },
-    openapi_extra=json_body(service.IncidentIn),
+    openapi_extra=json_body(IncidentIn),
     summary="Create/Update Incident",
 )
 async def put_incident(

@@ -224,8 +224,7 @@ def _video_values(
     size: int | None,
     etag: str | None,
 ) -> dict[str, Any]:
-    uploaded = isinstance(v, UploadedVideoIn)
-    return {
+    values: dict[str, Any] = {
         "incident_pk": incident_pk,
         "video_id": v.id,
         "status": status,
@@ -236,14 +235,22 @@ def _video_values(
         "camera_description": v.camera_description,
         "camera_latitude": v.camera_latitude,
         "camera_longitude": v.camera_longitude,
-        "s3_key": v.s3_key if uploaded else None,
-        "s3_thumbnail_key": v.s3_thumbnail_key if uploaded else None,
+        "s3_key": None,
+        "s3_thumbnail_key": None,
         "size": size,
         "etag": etag.strip('"') if etag else None,
-        "sha256": v.sha256.lower() if uploaded and v.sha256 else None,
-        "upload_errors": None if uploaded else list(v.upload_errors),
+        "sha256": None,
+        "upload_errors": None,
         "updated_at": now,
     }
+    # Every column is written, so a video that moves between the lists is replaced whole.
+    if isinstance(v, UploadedVideoIn):
+        values["s3_key"] = v.s3_key
+        values["s3_thumbnail_key"] = v.s3_thumbnail_key
+        values["sha256"] = v.sha256.lower() if v.sha256 else None
+    else:
+        values["upload_errors"] = list(v.upload_errors)
+    return values
 
 
 async def _upsert_video(s: AsyncSession, dialect: str, values: dict[str, Any]) -> None:
