@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic.json_schema import models_json_schema
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vmsbridge import __version__
@@ -241,6 +242,15 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _storage(_request: Request, exc: StorageError) -> JSONResponse:
         log.warning("storage error: %s (%s)", exc, exc.code)
         err = ApiError("StorageUnavailable")
+        return JSONResponse(err.body(), status_code=err.status, headers={"Retry-After": "1"})
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(ConnectionError)
+    async def _database(_request: Request, exc: Exception) -> JSONResponse:
+        # Connection lost/refused, SQLite busy beyond its timeout: transient, say so.
+        log.warning("database unavailable: %s", type(exc).__name__)
+        err = ApiError("DatabaseUnavailable")
         return JSONResponse(err.body(), status_code=err.status, headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)

@@ -53,6 +53,7 @@ CATALOGUE: dict[str, tuple[int, str]] = {
     # 5xx: our side.
     "InternalError": (500, "Internal server error."),
     "StorageUnavailable": (503, "The object store is unavailable; try again."),
+    "DatabaseUnavailable": (503, "The database is unavailable or busy; try again."),
     "NotReady": (503, "The server is not ready."),
 }
 

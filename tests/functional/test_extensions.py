@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
+import httpx
 import pytest
 
-from .conftest import Api, assert_error, new_id, upload_single
+from vmsbridge.app import create_app
+from vmsbridge.storage.client import S3Gateway
+
+from .conftest import Api, assert_error, make_settings, new_id, upload_single
 
 
 async def test_list_paging_order_and_filters(api: Api) -> None:
@@ -221,3 +226,34 @@ async def test_reap_aborts_only_stale_open_sessions_once(api: Api) -> None:
         assert r.status_code == (404 if gone else 200)
     again = await reap(api.app.state.db, api.store, dt.timedelta(hours=24))
     assert not [r for r in again.reaped if f"/{inc}/" in r.s3_key]
+
+
+async def test_database_down_is_503_not_500(s3_url: str, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, "postgresql+asyncpg://postgres@127.0.0.1:1/none", s3_url)
+    store = S3Gateway.from_settings(settings)
+    app = create_app(settings, store=store)  # lifespan not run: the database is down
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://a") as c:
+        r = await c.get("/v1/vms/incidents", headers={"x-api-key": "vmsb_x"})
+        assert_error(r, 503, "DatabaseUnavailable")
+        r = await c.get("/readyz")
+        body = assert_error(r, 503, "NotReady")
+        assert body["database"].startswith("error")
+    await store.close()
+
+
+async def test_ten_thousand_part_urls(api: Api) -> None:
+    inc = new_id()
+    r = await api.client.get(
+        f"/v1/vms/incidents/{inc}/create_multipart_upload",
+        params={"file_id": "f1", "filename": "huge.mov"},
+        headers=api.headers,
+    )
+    r = await api.client.post(
+        f"/v1/vms/incidents/{inc}/upload_urls",
+        headers=api.headers,
+        json={"files": {"f1": {"part_count": 10_000, **r.json()}}},
+    )
+    assert r.status_code == 200
+    urls = r.json()["uploads"]["f1"]["signed_urls"]
+    assert len(urls) == 10_000
+    assert "partNumber=10000&" in urls[-1] and "partNumber=1&" in urls[0]

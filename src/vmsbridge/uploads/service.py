@@ -16,6 +16,7 @@ abort are idempotent:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import mimetypes
 from dataclasses import dataclass
@@ -84,19 +85,25 @@ async def create_multipart_upload(
         upload_id = await store.create_multipart_upload(key, _content_type(filename))
     except storage.StorageError as exc:
         raise storage_error(exc) from None
-    async with db.write_session() as s:
-        s.add(
-            UploadSession(
-                org_id=caller.org_id,
-                incident_id=incident_id,
-                file_id=file_id,
-                filename=filename,
-                s3_key=key,
-                upload_id=upload_id,
-                api_key_id=caller.key_id,
-                state=OPEN,
+    try:
+        async with db.write_session() as s:
+            s.add(
+                UploadSession(
+                    org_id=caller.org_id,
+                    incident_id=incident_id,
+                    file_id=file_id,
+                    filename=filename,
+                    s3_key=key,
+                    upload_id=upload_id,
+                    api_key_id=caller.key_id,
+                    state=OPEN,
+                )
             )
-        )
+    except BaseException:
+        # Not recorded, so nobody could ever complete or reap it: abort it now (best effort).
+        with contextlib.suppress(Exception):
+            await store.abort_multipart_upload(key, upload_id)
+        raise
     return {"s3_key": key, "upload_id": upload_id}
 
 
