@@ -279,3 +279,23 @@ def _client_with_ca(url: str, cert: Path) -> object:
         verify=str(cert),
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
     )
+
+
+def test_concurrent_overwrites_leave_one_object_and_no_orphans(store: Store) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert store.data_dir is not None
+    bodies = [bytes([i]) * (256 * 1024 + i) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda b: store.s3.put_object(Bucket=store.bucket, Key="hot/key", Body=b), bodies
+            )
+        )
+    got = store.s3.get_object(Bucket=store.bucket, Key="hot/key")["Body"].read()
+    assert got in bodies
+    byte_files = [p for p in (store.data_dir / store.bucket).rglob("*.v")]
+    assert len(byte_files) == 1
+    assert byte_files[0].read_bytes() == got
+    store.s3.delete_object(Bucket=store.bucket, Key="hot/key")
+    assert not (store.data_dir / store.bucket / "hot.d").exists()  # empty directories pruned

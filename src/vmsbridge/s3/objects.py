@@ -29,6 +29,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,6 +137,9 @@ class ObjectStore:
         self.tmp = root / ".tmp"
         self.root.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(exist_ok=True)
+        # Striped locks serialise the metadata swap of concurrent writes to one key, so the
+        # loser's byte file is always found and removed (never orphaned).
+        self._locks = [threading.Lock() for _ in range(64)]
         # Temp files left by a crash are garbage: no acknowledged write depends on them.
         for entry in os.scandir(self.tmp):
             try:
@@ -243,15 +247,19 @@ class ObjectStore:
                 if not tmp_file.exists() or attempt == 19:
                     raise
                 # A concurrent delete pruned the directory between makedirs and rename.
-        old = read_json(d / name)
-        try:
-            write_json_atomic(d / name, meta, self.tmp)
-        except BaseException:
-            (d / data_name).unlink(missing_ok=True)
-            raise
-        fsync_dir(d)
-        if old is not None and old.get("data") != data_name:
-            (d / old["data"]).unlink(missing_ok=True)
+        with self._lock(bucket, key):
+            old = read_json(d / name)
+            try:
+                write_json_atomic(d / name, meta, self.tmp)
+            except BaseException:
+                (d / data_name).unlink(missing_ok=True)
+                raise
+            fsync_dir(d)
+            if old is not None and old.get("data") != data_name:
+                (d / old["data"]).unlink(missing_ok=True)
+
+    def _lock(self, bucket: str, key: str) -> threading.Lock:
+        return self._locks[hash((bucket, key)) % len(self._locks)]
 
     def _makedirs(self, d: Path, stop: Path) -> None:
         missing = []
@@ -270,15 +278,16 @@ class ObjectStore:
         """Delete the object if it exists (S3 answers 204 either way); raises NoSuchBucket."""
         bucket_path = self.require_bucket(bucket)
         d, name = self._locate(bucket_path, key)
-        meta = read_json(d / name)
-        if meta is None:
-            return
-        try:
-            os.unlink(d / name)
-        except FileNotFoundError:
-            return
-        (d / meta["data"]).unlink(missing_ok=True)
-        fsync_dir(d)
+        with self._lock(bucket, key):
+            meta = read_json(d / name)
+            if meta is None:
+                return
+            try:
+                os.unlink(d / name)
+            except FileNotFoundError:
+                return
+            (d / meta["data"]).unlink(missing_ok=True)
+            fsync_dir(d)
         # Prune empty directories up to the bucket.
         p = d
         while p != bucket_path:
