@@ -55,9 +55,9 @@ def serve(
         typer.echo(f"  access key id:     {key_id}")
         typer.echo(f"  secret access key: {secret}")
     shown_host = f"[{host}]" if ":" in host else host
-    typer.echo(f"S3 endpoint: http://{shown_host}:{port}  (path-style, region {region})", err=False)
+    typer.echo(f"S3 endpoint: http://{shown_host}:{port}  (path-style, region {region})")
     uvicorn.run(
-        app,  # type: ignore[arg-type]
+        app,
         host=host,
         port=port,
         log_level="warning",

@@ -307,7 +307,7 @@ class BodySink:
             data = self.buffer[0] if len(self.buffer) == 1 else b"".join(self.buffer)
             self.buffer, self.buffered = [], 0
             loop = asyncio.get_running_loop()
-            self.pending = loop.run_in_executor(self.executor, self._process, data)  # type: ignore[assignment]
+            self.pending = loop.run_in_executor(self.executor, self._process, data)
 
     async def feed(self, data: bytes) -> None:
         """Take the next piece of the body."""
