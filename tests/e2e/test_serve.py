@@ -245,3 +245,32 @@ def test_no_s3_needs_an_endpoint(tmp_path: Path, env: dict[str, str]) -> None:
     )
     assert r.returncode == 2
     assert "VMSBRIDGE_S3_ENDPOINT_URL" in r.stderr
+
+
+def test_serve_on_postgresql(tmp_path: Path, env: dict[str, str]) -> None:
+    from tests.helpers import create_pg_database, drop_pg_database, pg_available, pg_required
+
+    if not pg_available():
+        if pg_required():
+            pytest.fail("PostgreSQL on 127.0.0.1:5432 is required (VMSBRIDGE_TEST_REQUIRE_PG=1)")
+        pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
+    name, url = create_pg_database()
+    env = {**env, "VMSBRIDGE_DATABASE_URL": url.replace("postgresql+asyncpg://", "postgresql://")}
+    data = tmp_path / "data"
+    try:
+        server = Serve(data, env).start()
+        try:
+            assert "postgresql+asyncpg://" in server.output()
+            key = json.loads(cli(env, "keys", "create", "--org", "pg", "--json"))["key"]
+            body = upload_flow(server.url, key, "inc-pg", os.urandom(2 * PART))
+        finally:
+            server.stop()
+        assert not (data / "vmsbridge.db").exists()  # the metadata went to PostgreSQL
+        again = Serve(data, env).start()
+        try:
+            r = httpx.get(f"{again.url}/v1/vms/incidents/inc-pg", headers={"x-api-key": key})
+            assert r.json() == body
+        finally:
+            again.stop()
+    finally:
+        drop_pg_database(name)
