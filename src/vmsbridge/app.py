@@ -20,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic.json_schema import models_json_schema
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vmsbridge import __version__
@@ -246,9 +247,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeoutError)
     @app.exception_handler(ConnectionError)
     async def _database(_request: Request, exc: Exception) -> JSONResponse:
-        # Connection lost/refused, SQLite busy beyond its timeout: transient, say so.
+        # Connection lost/refused, pool exhausted, SQLite busy beyond its timeout: transient.
         log.warning("database unavailable: %s", type(exc).__name__)
         err = ApiError("DatabaseUnavailable")
         return JSONResponse(err.body(), status_code=err.status, headers={"Retry-After": "1"})

@@ -198,6 +198,12 @@ def _banner(settings: Any, embedded: bool, port: int) -> None:
     else:
         typer.echo(f"S3 store:       {settings.s3_endpoint_url} (bucket {settings.s3_bucket})")
     typer.echo(f"database:       {_safe_db_url(settings.effective_database_url)}")
+    public = str(settings.s3_public_url)
+    if embedded and settings.host in ("0.0.0.0", "::") and "127.0.0.1" in public:
+        typer.echo(
+            "note: presigned URLs point at 127.0.0.1; set VMSBRIDGE_S3_PUBLIC_URL to the "
+            "address other machines reach the store at"
+        )
     typer.echo("Create a key:   vmsbridge keys create --org NAME")
 
 
