@@ -309,3 +309,60 @@ def test_checksum_headers_raw(store: Store, header: str, good: bytes) -> None:
     status, body, _ = rawhttp.request("PUT", url, b"123456789", headers)
     assert status == 400
     assert b"<Code>BadDigest</Code>" in body
+
+
+TRICKY = [
+    "a",
+    "a/",
+    "a/b",
+    "a.b",
+    "a0",
+    "a-/x",
+    "a/b/c",
+    "a/b.c/d",
+    "a/b/c/",
+    "b",
+    "b//c",
+    "é",
+    "z" * 230 + "/x",
+    "z" * 230 + "/y/z",
+    "zz",
+    "日本/語",
+]
+
+
+def _reference(keys: list[str], prefix: str, delimiter: str) -> list[tuple[str, bool]]:
+    out: list[tuple[str, bool]] = []
+    for key in sorted(keys, key=lambda k: k.encode()):
+        if not key.startswith(prefix):
+            continue
+        rest = key[len(prefix) :]
+        if delimiter and delimiter in rest:
+            cp = prefix + rest[: rest.index(delimiter) + len(delimiter)]
+            if (cp, True) not in out:
+                out.append((cp, True))
+        else:
+            out.append((key, False))
+    return out
+
+
+@pytest.mark.parametrize("prefix", ["", "a", "a/", "a/b", "z", "b/"])
+@pytest.mark.parametrize("delimiter", ["", "/", "."])
+def test_listing_matches_reference_model(store: Store, prefix: str, delimiter: str) -> None:
+    for key in TRICKY:
+        store.s3.put_object(Bucket=store.bucket, Key=key, Body=b"")
+    for page_size in (1, 3, 1000):
+        got: list[tuple[str, bool]] = []
+        kwargs: dict[str, object] = {"Bucket": store.bucket, "Prefix": prefix, "MaxKeys": page_size}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        while True:
+            page = store.s3.list_objects_v2(**kwargs)
+            items = [(o["Key"], False) for o in page.get("Contents", [])]
+            items += [(p["Prefix"], True) for p in page.get("CommonPrefixes", [])]
+            assert len(items) == page["KeyCount"] <= page_size
+            got += sorted(items, key=lambda t: t[0].encode())
+            if not page["IsTruncated"]:
+                break
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        assert got == _reference(TRICKY, prefix, delimiter), page_size

@@ -459,8 +459,9 @@ class S3App:
         max_keys: int,
     ) -> tuple[list[dict[str, Any]], list[str], bool, tuple[str, bool] | None]:
         """(contents metadata, common prefixes, truncated, last item as (value, is_prefix))."""
-        entries = self.objects.list_keys(bucket, prefix)
         after_b = after.encode() if after is not None else None
+        skip: list[bytes] = [after_b] if after_is_prefix and after_b is not None else []
+        entries = self.objects.iter_keys(bucket, prefix, after_b, skip)
         contents: list[dict[str, Any]] = []
         prefixes: list[str] = []
         last: tuple[str, bool] | None = None
@@ -484,6 +485,7 @@ class S3App:
                         truncated = True
                         break
                     seen_prefix = cp
+                    skip[:] = [cp.encode()]
                     prefixes.append(cp)
                     last = (cp, True)
                     count += 1

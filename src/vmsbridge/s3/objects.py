@@ -316,30 +316,75 @@ class ObjectStore:
                 k = None if key_prefix is None or seg is None else key_prefix + seg
                 yield k, Path(entry.path)
 
-    def list_keys(self, bucket: str, prefix: str) -> list[tuple[bytes, str, Path]]:
-        """(utf-8 key, key, metadata path) of every object whose key starts with `prefix`,
-        sorted as S3 sorts (by UTF-8 bytes). Raises NoSuchBucket."""
+    def iter_keys(
+        self, bucket: str, prefix: str, after: bytes | None, skip: list[bytes]
+    ) -> Iterator[tuple[bytes, str, Path]]:
+        """(utf-8 key, key, metadata path) of the objects whose key starts with `prefix` and
+        sorts after `after`, lazily and in S3's order (UTF-8 bytes). Raises NoSuchBucket.
+
+        A page of a listing costs about the page, not the bucket: the walk starts in the
+        deepest directory the prefix names, visits each directory's entries in key order (a
+        directory `seg.d` holds exactly the keys starting `seg/`, which sort together), prunes
+        subtrees before `after`, and skips subtrees under `skip[0]` when the caller sets it
+        (a common prefix already reported).
+        """
         bucket_path = self.require_bucket(bucket)
-        # Start the walk in the deepest directory the prefix names in full.
         segs = prefix.split("/")[:-1]
         d = bucket_path
         for seg in segs:
             if "\x00" in seg:
-                return []
+                return
             d = d / _segment(seg, ".d", "#d")
         start = "".join(s + "/" for s in segs)
-        if any(len(s.encode()) > _SHORT_SEGMENT for s in segs):
-            start_prefix: str | None = None
-        else:
-            start_prefix = start
-        out = []
-        for key, path in self._walk(d, start_prefix):
-            if key is None:
-                meta = read_json(path)
-                if meta is None:
+        yield from self._sorted_walk(d, start, prefix.encode(), after, skip)
+
+    def _sorted_walk(
+        self, d: Path, key_prefix: str, prefix: bytes, after: bytes | None, skip: list[bytes]
+    ) -> Iterator[tuple[bytes, str, Path]]:
+        try:
+            entries = list(os.scandir(d))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        children: list[tuple[bytes, str, Path, bool]] = []
+        for entry in entries:
+            kind, seg = _decode_name(entry.name)
+            if not kind:
+                continue
+            path = Path(entry.path)
+            if kind == "o":
+                if seg is None:
+                    meta = read_json(path)
+                    if meta is None:
+                        continue
+                    key = str(meta["key"])
+                else:
+                    key = key_prefix + seg
+                kb = key.encode()
+                if kb.startswith(prefix) and (after is None or kb > after):
+                    children.append((kb, key, path, False))
+                continue
+            if seg is None:
+                seg = self._dir_segment(path, key_prefix.count("/"))
+                if seg is None:
                     continue
-                key = str(meta["key"])
-            if key.startswith(prefix):
-                out.append((key.encode("utf-8"), key, path))
-        out.sort()
-        return out
+            sub = key_prefix + seg + "/"
+            sb = sub.encode()
+            if not (sb.startswith(prefix) or prefix.startswith(sb)):
+                continue
+            if after is not None and sb < after and not after.startswith(sb):
+                continue  # every key below sorts before `after`
+            children.append((sb, sub, path, True))
+        children.sort()
+        for kb, key, path, is_dir in children:
+            if not is_dir:
+                yield kb, key, path
+            elif not (skip and kb.startswith(skip[0])):
+                yield from self._sorted_walk(path, key, prefix, after, skip)
+
+    def _dir_segment(self, d: Path, depth: int) -> str | None:
+        """The real name of a hashed (long) directory segment, from any object below it."""
+        for key, path in self._walk(d, None):
+            meta = read_json(path) if key is None else None
+            if meta is not None:
+                return str(meta["key"]).split("/")[depth]
+        return None
