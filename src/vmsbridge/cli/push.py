@@ -167,6 +167,9 @@ def push(
     except VMSBridgeError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        typer.echo("Interrupted: run the same command again to resume.", err=True)
+        raise typer.Exit(130) from None
     except ValueError as exc:  # e.g. a file too big for 10,000 parts of 5 GiB
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(EXIT_FAILED) from None
@@ -321,8 +324,7 @@ class _RichReporter(_Reporter):
             if event.kind == "skipped":
                 p.update(task, description=f"{event.file_id} [dim](already uploaded)")
         elif task is None:
-            if event.kind == "failed":
-                self.console.print(f"[red]failed[/red] {event.file_id}: {event.message}")
+            return  # a file that failed before it started: the SDK logged why
         elif event.kind == "advance":
             p.advance(task, event.advance)
             p.advance(self.total, event.advance)
@@ -330,7 +332,6 @@ class _RichReporter(_Reporter):
             p.update(task, description=f"[green]{event.file_id}")
         elif event.kind == "failed":
             p.update(task, description=f"[red]{event.file_id} (failed)")
-            self.console.print(f"[red]failed[/red] {event.file_id}: {event.message}")
 
 
 def _make_reporter(*, rich: bool, plain: bool, quiet: bool) -> _Reporter:

@@ -355,6 +355,13 @@ class Client:
     def close(self) -> None:
         """Close the client and its event loop."""
         if not self._loop.is_closed():
+            # After a KeyboardInterrupt the push's tasks are still pending on the loop: cancel
+            # them (a cancelled multipart upload is kept, for the next run to resume).
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self._run(asyncio.gather(*pending, return_exceptions=True))
             self._run(self._client.aclose())
             self._loop.close()
 

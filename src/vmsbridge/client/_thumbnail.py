@@ -46,5 +46,6 @@ def first_keyframe_jpeg(
                 return data or None
         log.info("no thumbnail for %s: no decodable key frame", path)
     except Exception as exc:  # PyAV raises many types (FFmpegError, ValueError, ...)
-        log.info("no thumbnail for %s: %s", path, exc)
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        log.info("no thumbnail for %s: %s", path, reason)
     return None
