@@ -72,6 +72,7 @@ class FakeVMS(httpx.AsyncBaseTransport):
     # -- the store --------------------------------------------------------------------------
 
     async def store(self, request: httpx.Request) -> httpx.Response:
+        assert "x-api-key" not in request.headers  # the API key never goes to the store
         q = parse_qs(request.url.query.decode())
         key = request.url.path.removeprefix("/bucket/")
         number = int(q["partNumber"][0]) if "partNumber" in q else 0
@@ -384,6 +385,29 @@ async def test_missing_and_unreadable_files_are_reported(
     assert "No such file" in errors["gone"] and "gone.mp4" in errors["gone"]
     assert "not a regular file" in errors["dir"] or "directory" in errors["dir"].lower()
     assert {v["id"] for v in fake.incidents["i"]["failed_videos"]} == {"gone", "dir"}
+
+
+async def test_a_read_error_mid_upload_fails_the_file_and_aborts(
+    fake: FakeVMS, state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vmsbridge.client import _upload
+
+    big = _file(tmp_path, "big.mp4", 16 * MiB)
+    calls = Counter[str]()
+    real = _upload._read_hashed
+
+    def flaky(f: Any, n: int, hashes: Any) -> bytes:
+        calls["reads"] += 1
+        if calls["reads"] == 12:
+            raise OSError(5, "Input/output error")
+        return real(f, n, hashes)
+
+    monkeypatch.setattr(_upload, "_read_hashed", flaky)
+    async with _client(fake, state, concurrency=1) as client:
+        result = await client.push_incident({"id": "i"}, [big], thumbnails=False)
+    assert [f.id for f in result.failed] == ["big"]
+    assert "Input/output error" in result.failed[0].errors[0]
+    assert fake.calls["abort_multipart_upload"] == 1 and fake.uploads == {}
 
 
 # -- resume ---------------------------------------------------------------------------------------
