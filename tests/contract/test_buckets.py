@@ -68,3 +68,17 @@ def test_invalid_bucket_names_are_refused(store: Store, name: str) -> None:
         store.s3.create_bucket(Bucket=name)
     if isinstance(exc.value, ClientError):
         assert exc.value.response["Error"]["Code"] == "InvalidBucketName"
+
+
+@pytest.mark.embedded_only  # looks at the data directory
+def test_bucket_name_taken_by_a_file_in_the_data_dir(store: Store) -> None:
+    assert store.data_dir is not None
+    (store.data_dir / "not-a-bucket.db").write_bytes(b"sqlite")
+    with pytest.raises(ClientError) as exc:
+        store.s3.create_bucket(Bucket="not-a-bucket.db")
+    assert _code(exc) == "BucketAlreadyExists"
+    names = [b["Name"] for b in store.s3.list_buckets()["Buckets"]]
+    assert "not-a-bucket.db" not in names
+    with pytest.raises(ClientError) as exc:
+        store.s3.head_bucket(Bucket="not-a-bucket.db")
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404

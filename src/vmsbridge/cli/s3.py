@@ -17,7 +17,7 @@ app.add_typer(s3_app, name="s3")
 def serve(
     data_dir: Annotated[
         Path, typer.Option("--data-dir", help="Directory the objects are kept in.")
-    ] = Path("./vmsbridge-data/s3"),
+    ] = Path("./vmsbridge-data/objects"),  # where `vmsbridge serve` keeps its objects too
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 9000,
     access_key_id: Annotated[

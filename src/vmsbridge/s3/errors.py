@@ -111,6 +111,11 @@ BucketAlreadyOwnedByYou = _error(
     409,
     "Your previous request to create the named bucket succeeded and you already own it.",
 )
+BucketAlreadyExists = _error(
+    "BucketAlreadyExists",
+    409,
+    "The requested bucket name is not available. Please select a different name and try again.",
+)
 BucketNotEmpty = _error("BucketNotEmpty", 409, "The bucket you tried to delete is not empty")
 InvalidRange = _error("InvalidRange", 416, "The requested range is not satisfiable")
 NotImplementedError_ = _error(

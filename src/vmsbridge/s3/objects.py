@@ -177,6 +177,9 @@ class ObjectStore:
         try:
             path.mkdir()
         except FileExistsError:
+            if not path.is_dir():
+                # Something else lives in the data directory under that name.
+                raise errors.BucketAlreadyExists(resource=f"/{bucket}", BucketName=bucket) from None
             if (path / BUCKET_META).is_file():
                 raise errors.BucketAlreadyOwnedByYou(
                     resource=f"/{bucket}", BucketName=bucket
