@@ -366,3 +366,27 @@ def test_listing_matches_reference_model(store: Store, prefix: str, delimiter: s
                 break
             kwargs["ContinuationToken"] = page["NextContinuationToken"]
         assert got == _reference(TRICKY, prefix, delimiter), page_size
+
+
+def test_conditional_get(store: Store) -> None:
+    etag = store.s3.put_object(Bucket=store.bucket, Key="c", Body=b"cond")["ETag"]
+    assert store.s3.get_object(Bucket=store.bucket, Key="c", IfMatch=etag)["Body"].read() == b"cond"
+    with pytest.raises(ClientError) as exc:
+        store.s3.get_object(
+            Bucket=store.bucket, Key="c", IfMatch='"00000000000000000000000000000000"'
+        )
+    assert _status(exc) == 412
+    with pytest.raises(ClientError) as exc:
+        store.s3.get_object(Bucket=store.bucket, Key="c", IfNoneMatch=etag)
+    assert _status(exc) == 304
+
+
+def test_presigned_get_of_missing_key_is_no_such_key(store: Store) -> None:
+    import httpx
+
+    url = store.s3.generate_presigned_url(
+        "get_object", Params={"Bucket": store.bucket, "Key": "missing"}, ExpiresIn=60
+    )
+    resp = httpx.get(url)
+    assert resp.status_code == 404
+    assert "<Code>NoSuchKey</Code>" in resp.text
