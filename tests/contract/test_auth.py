@@ -173,3 +173,14 @@ def test_anonymous_request_is_access_denied(store: Store) -> None:
     assert "<Code>AccessDenied</Code>" in resp.text
     resp = httpx.put(f"{store.url}/{store.bucket}/anon", content=b"x")
     assert resp.status_code == 403
+
+
+@pytest.mark.parametrize("key", ["dir/ä b+c=d.mp4", "a/b/c~d!e'f(g)h*i", "x/%41 literal percent"])
+def test_presigned_urls_with_special_characters(store: Store, key: str) -> None:
+    resp = httpx.put(_presign(store, "put_object", key), content=key.encode())
+    assert resp.status_code == 200, resp.text
+    resp = httpx.get(_presign(store, "get_object", key))
+    assert resp.status_code == 200, resp.text
+    assert resp.content == key.encode()
+    listed = [o["Key"] for o in store.s3.list_objects_v2(Bucket=store.bucket)["Contents"]]
+    assert listed == [key]
