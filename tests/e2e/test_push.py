@@ -226,7 +226,7 @@ def test_cut_reset_and_slow_connections_are_survived(proxied: Any, tmp_path: Pat
     server, proxy = proxied
     big = _random_file(tmp_path / "big.bin", 40 * MiB, seed=4)
     small = _random_file(tmp_path / "small.bin", 2 * MiB, seed=5)
-    proxy.cut_after(3 * MiB, times=2)
+    proxy.cut_after(MiB + MiB // 2, times=2)  # below the small file too: every connection trips
     proxy.reset_after(1 * MiB, times=2)
     proxy.slow(30 * MiB, times=2)
     out = _push(
