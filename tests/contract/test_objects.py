@@ -390,3 +390,39 @@ def test_presigned_get_of_missing_key_is_no_such_key(store: Store) -> None:
     resp = httpx.get(url)
     assert resp.status_code == 404
     assert "<Code>NoSuchKey</Code>" in resp.text
+
+
+def test_copy_object(store: Store) -> None:
+    body = b"copy me " * 1000
+    store.s3.put_object(
+        Bucket=store.bucket, Key="src", Body=body, ContentType="video/mp4", Metadata={"a": "1"}
+    )
+    copied = store.s3.copy_object(
+        Bucket=store.bucket, Key="dst/copy", CopySource={"Bucket": store.bucket, "Key": "src"}
+    )
+    assert copied["CopyObjectResult"]["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
+    got = store.s3.get_object(Bucket=store.bucket, Key="dst/copy")
+    assert got["Body"].read() == body
+    assert got["ContentType"] == "video/mp4"
+    assert got["Metadata"] == {"a": "1"}
+    store.s3.copy_object(
+        Bucket=store.bucket,
+        Key="src",
+        CopySource={"Bucket": store.bucket, "Key": "src"},
+        MetadataDirective="REPLACE",
+        ContentType="text/plain",
+        Metadata={"b": "2"},
+    )
+    head = store.s3.head_object(Bucket=store.bucket, Key="src")
+    assert head["ContentType"] == "text/plain"
+    assert head["Metadata"] == {"b": "2"}
+    with pytest.raises(ClientError) as exc:
+        store.s3.copy_object(
+            Bucket=store.bucket, Key="x", CopySource={"Bucket": store.bucket, "Key": "missing"}
+        )
+    assert _code(exc) == "NoSuchKey"
+    with pytest.raises(ClientError) as exc:
+        store.s3.copy_object(
+            Bucket=store.bucket, Key="src", CopySource={"Bucket": store.bucket, "Key": "src"}
+        )
+    assert _code(exc) == "InvalidRequest"
