@@ -207,6 +207,13 @@ def test_list_pagination_with_continuation_token(store: Store) -> None:
     assert keys == KEYS
 
 
+def test_list_max_keys_zero(store: Store) -> None:
+    _fill(store)
+    page = store.s3.list_objects_v2(Bucket=store.bucket, MaxKeys=0)
+    assert page["KeyCount"] == 0
+    assert page["IsTruncated"] is False
+
+
 def test_list_start_after(store: Store) -> None:
     _fill(store)
     page = store.s3.list_objects_v2(Bucket=store.bucket, StartAfter="b/2")

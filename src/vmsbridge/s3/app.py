@@ -463,6 +463,11 @@ class S3App:
         max_keys: int,
     ) -> tuple[list[dict[str, Any]], list[str], bool, tuple[str, bool] | None]:
         """(contents metadata, common prefixes, truncated, last item as (value, is_prefix))."""
+        if max_keys == 0:
+            # As S3 (and moto): an empty, untruncated page; a truncated page without a
+            # continuation token would leave paginators nowhere to go.
+            self.objects.require_bucket(bucket)
+            return [], [], False, None
         after_b = after.encode() if after is not None else None
         skip: list[bytes] = [after_b] if after_is_prefix and after_b is not None else []
         entries = self.objects.iter_keys(bucket, prefix, after_b, skip)
