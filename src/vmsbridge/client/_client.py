@@ -232,6 +232,7 @@ class AsyncClient:
     def _open_journal(self) -> Journal:
         if self._journal is None:
             self._journal = Journal.in_dir(self.state_dir)
+            self._journal.prune()  # entries untouched for 30 days: the server reaped those uploads
         return self._journal
 
     async def _put_incident(
