@@ -88,6 +88,42 @@ def test_cli_credentials_from_environment(tmp_path: Path) -> None:
         assert not (tmp_path / ".s3-credentials.json").exists()
 
 
+def test_cli_default_store_is_the_one_vmsbridge_serve_uses(tmp_path: Path) -> None:
+    """Without --data-dir: objects in $VMSBRIDGE_DATA_DIR/objects and the credentials file
+    `vmsbridge serve` reads ($VMSBRIDGE_DATA_DIR/.s3-credentials.json), not a second one."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMSBRIDGE_")}
+    env["VMSBRIDGE_DATA_DIR"] = str(tmp_path / "vd")
+    proc = subprocess.Popen(
+        [VMSBRIDGE, "s3", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        assert proc.stdout is not None
+        printed = []
+        for line in proc.stdout:
+            printed.append(line)
+            if line.startswith("S3 endpoint:"):
+                break
+        wait_for_port(port)
+        saved = json.loads((tmp_path / "vd" / ".s3-credentials.json").read_text())
+        assert saved["secret_access_key"] in "".join(printed)
+        assert not (tmp_path / "vd" / "objects" / ".s3-credentials.json").exists()
+        s3 = make_client(
+            f"http://127.0.0.1:{port}", saved["access_key_id"], saved["secret_access_key"]
+        )
+        s3.create_bucket(Bucket="shared")
+        assert (tmp_path / "vd" / "objects" / "shared").is_dir()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def _peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):

@@ -247,6 +247,41 @@ def test_no_s3_needs_an_endpoint(tmp_path: Path, env: dict[str, str]) -> None:
     assert "VMSBRIDGE_S3_ENDPOINT_URL" in r.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        (["serve", "--port", "{busy}", "--s3-port", "{free}"], "--port"),
+        (["serve", "--port", "{free}", "--s3-port", "{busy}"], "--s3-port"),
+        (["s3", "serve", "--port", "{busy}", "--data-dir", "{data}/objects"], "--port"),
+    ],
+)
+def test_port_in_use_is_one_clear_line(
+    tmp_path: Path, env: dict[str, str], command: list[str], flag: str
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        args = [a.format(busy=busy, free=free_port(), data=tmp_path / "data") for a in command]
+        r = subprocess.run(
+            [
+                *VMSBRIDGE,
+                *args,
+                *(["--data-dir", str(tmp_path / "data")] if args[0] == "serve" else []),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stderr.strip() == f"port {busy} is already in use; pick another with {flag}"
+    assert "Traceback" not in r.stdout + r.stderr
+    assert not (tmp_path / "data" / "vmsbridge.db").exists()  # stopped before migrating
+
+
 def test_serve_on_postgresql(tmp_path: Path, env: dict[str, str]) -> None:
     from tests.helpers import create_pg_database, drop_pg_database, pg_available, pg_required
 

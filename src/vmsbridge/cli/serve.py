@@ -34,6 +34,29 @@ def _url(host: str, port: int) -> str:
     return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
 
 
+def bind(host: str, port: int, flag: str) -> Any:
+    """A socket bound to (host, port), made before anything starts so that a port in use is
+    one clear line and exit 1 (uvicorn would raise SystemExit inside a task: a traceback)."""
+    import errno
+    import socket
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            reason = "is already in use"
+        elif exc.errno == errno.EACCES:
+            reason = "needs privileges to bind"
+        else:
+            reason = f"cannot be bound on {host} ({exc.strerror or exc})"
+        typer.echo(f"port {port} {reason}; pick another with {flag}", err=True)
+        raise typer.Exit(1) from None
+    return sock
+
+
 def _server(asgi: Any, **kwargs: Any) -> Any:
     import uvicorn
 
@@ -80,6 +103,9 @@ def serve(
         raise typer.Exit(2)
     import asyncio
 
+    # Bind both ports first: a port in use stops us with one line, before migrations or keys.
+    api_sock = bind(settings.host, settings.port, "--port")
+    s3_sock = bind(settings.host, settings.s3_port, "--s3-port") if settings.embedded_s3 else None
     try:
         import uvloop
 
@@ -87,12 +113,12 @@ def serve(
     except ImportError:  # pragma: no cover
         runner = asyncio.run
     try:
-        runner(_serve(settings, log_level))
+        runner(_serve(settings, api_sock, s3_sock, log_level))
     except KeyboardInterrupt:  # pragma: no cover
         pass
 
 
-async def _serve(settings: Any, log_level: str) -> None:
+async def _serve(settings: Any, api_sock: Any, s3_sock: Any, log_level: str) -> None:
     import asyncio
 
     from vmsbridge.db import Database
@@ -137,7 +163,7 @@ async def _serve(settings: Any, log_level: str) -> None:
         if not settings.s3_public_url:
             settings.s3_public_url = endpoint
         servers.append(s3_server)
-        s3_task = asyncio.create_task(s3_server.serve())
+        s3_task = asyncio.create_task(s3_server.serve(sockets=[s3_sock]))
         while not s3_server.started:
             if s3_task.done():
                 s3_task.result()
@@ -150,9 +176,9 @@ async def _serve(settings: Any, log_level: str) -> None:
     try:
         if settings.workers > 1:
             await store.close()
-            await _serve_workers(settings, gw_kwargs, log_level)
+            await _serve_workers(settings, api_sock, gw_kwargs, log_level)
         else:
-            await _serve_one(settings, store, s3_server is not None, log_level)
+            await _serve_one(settings, api_sock, store, s3_server is not None, log_level)
     finally:
         await store.close()
         if s3_server is not None:
@@ -160,17 +186,13 @@ async def _serve(settings: Any, log_level: str) -> None:
             await s3_task
 
 
-async def _serve_one(settings: Any, store: Any, embedded: bool, log_level: str) -> None:
+async def _serve_one(settings: Any, sock: Any, store: Any, embedded: bool, log_level: str) -> None:
     import asyncio
     import signal
-    import socket
 
     from vmsbridge.app import create_app
 
     api = create_app(settings, store=store)
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
     api_server = _server(api, log_level=log_level, access_log=True)
     loop = asyncio.get_running_loop()
 
@@ -247,18 +269,16 @@ def worker_main() -> None:
     asyncio.run(main())
 
 
-async def _serve_workers(settings: Any, gw_kwargs: dict[str, Any], log_level: str) -> None:
+async def _serve_workers(
+    settings: Any, sock: Any, gw_kwargs: dict[str, Any], log_level: str
+) -> None:
     import asyncio
     import json
     import os
     import signal
-    import socket
     import subprocess
     import sys
 
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
     sock.listen(2048)
     cfg = {
         "settings": json.loads(settings.model_dump_json()),
