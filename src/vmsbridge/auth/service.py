@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vmsbridge.db import utcnow
@@ -55,6 +58,28 @@ async def authenticate(session: AsyncSession, key: str) -> Caller:
     if VMS_PERMISSION not in row.permission_set:
         raise ApiError("MissingPermission")
     return Caller(key_id=row.id, org_id=row.org_id)
+
+
+_keys = ApiKey.__table__.c
+#: What `caller_from_row` needs of an API key row (select these first, in this order).
+KEY_COLUMNS = (_keys.id, _keys.org_id, _keys.key_hash, _keys.permissions, _keys.revoked_at)
+_KEY_LOOKUP = select(*KEY_COLUMNS).where(_keys.key_hash == bindparam("digest"))
+
+
+def caller_from_row(row: Sequence[Any] | None, digest: str) -> Caller:
+    """The caller of a key row (`KEY_COLUMNS` first); 401 when there is none or it is revoked,
+    403 without the `vms` permission."""
+    if row is None or not hmac.compare_digest(row[2], digest) or row[4] is not None:
+        raise ApiError("InvalidApiKey")
+    if VMS_PERMISSION not in row[3].split():
+        raise ApiError("MissingPermission")
+    return Caller(key_id=row[0], org_id=row[1])
+
+
+def lookup_caller(conn: Connection, key: str) -> Caller:
+    """`authenticate` for `Database.read`: one indexed SELECT."""
+    digest = hash_key(key)
+    return caller_from_row(conn.execute(_KEY_LOOKUP, {"digest": digest}).first(), digest)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import selectinload
 
-from vmsbridge.auth.service import Caller
+from vmsbridge.auth.models import ApiKey
+from vmsbridge.auth.service import KEY_COLUMNS, Caller, caller_from_row, hash_key
 from vmsbridge.config import Settings
 from vmsbridge.db import Database, utcnow
 from vmsbridge.errors import ApiError, field_error, pydantic_errors
 from vmsbridge.storage import base as storage
-from vmsbridge.storage.keys import filename_from_key, key_belongs_to
+from vmsbridge.storage.keys import filename_from_key, is_identifier, key_belongs_to
 from vmsbridge.uploads.service import check_identifier, find_filename, storage_error
 
 from .models import Incident, Video
@@ -157,67 +159,154 @@ async def put_incident(
         raise
 
     now = utcnow()
-    async with db.write_session() as s:
-        created = await _upsert_incident_row(s, db.dialect, caller.org_id, incident_id, now)
-        inc = (
-            await s.execute(
-                select(Incident)
-                .where(Incident.org_id == caller.org_id, Incident.incident_id == incident_id)
-                .with_for_update()
-            )
-        ).scalar_one()
-        _apply_fields(inc, body, created, now)
-        rows = [
-            _video_values(inc.pk, v, UPLOADED, now, info.size, info.etag)
-            for v, (info, _) in zip(body.uploaded_videos, infos, strict=True)
-        ] + [_video_values(inc.pk, v, FAILED, now, None, None) for v in body.failed_videos]
-        for values in rows:
-            await _upsert_video(s, db.dialect, values)
-        await s.flush()
-        out = await _load(s, caller.org_id, incident_id)
+    rows = [
+        _video_values(v, UPLOADED, now, info.size, info.etag)
+        for v, (info, _) in zip(body.uploaded_videos, infos, strict=True)
+    ] + [_video_values(v, FAILED, now, None, None) for v in body.failed_videos]
+    upsert_incident, upsert_video = _UPSERTS[db.dialect]
+
+    def write(conn: Connection) -> tuple[bool, dict[str, Any]]:
+        # The row is created if missing, then locked (PostgreSQL; SQLite holds the write lock).
+        created = (
+            conn.execute(
+                upsert_incident,
+                {"org_id": caller.org_id, "incident_id": incident_id, "now": now},
+            ).first()
+            is not None
+        )
+        pk, incident_at, received_at = conn.execute(
+            _LOCK_INCIDENT, {"org_id": caller.org_id, "incident_id": incident_id}
+        ).one()
+        conn.execute(
+            update(_inc).where(_inc.c.pk == pk),
+            _changed_fields(body, created, now, incident_at, received_at),
+        )
+        if rows:
+            conn.execute(upsert_video, [{"incident_pk": pk, **r} for r in rows])
+        out = _incident_from_rows(conn.execute(_LOAD_BY_PK, {"pk": pk}).all(), 0)
         assert out is not None
-        return created, {"vms_incident": incident_json(out)}
+        return created, {"vms_incident": out}
+
+    return await db.write(write)
 
 
-async def _upsert_incident_row(
-    s: AsyncSession, dialect: str, org_id: str, incident_id: str, now: dt.datetime
-) -> bool:
-    ins = postgresql.insert(Incident) if dialect == "postgresql" else sqlite.insert(Incident)
-    stmt = (
-        ins.values(
-            org_id=org_id,
-            incident_id=incident_id,
-            created_at=now,
-            updated_at=now,
-            received_at=now,
-            modified_at=now,
-            sort_at=now,
+_inc = cast(Table, Incident.__table__)
+_vid = cast(Table, Video.__table__)
+_INCIDENT_COLUMNS = (
+    _inc.c.pk,
+    _inc.c.incident_id,
+    _inc.c.title,
+    _inc.c.description,
+    _inc.c.incident_at,
+    _inc.c.created_at,
+    _inc.c.updated_at,
+    _inc.c.longitude,
+    _inc.c.latitude,
+)
+_VIDEO_COLUMNS = (
+    _vid.c.video_id,
+    _vid.c.status,
+    _vid.c.started_at,
+    _vid.c.ended_at,
+    _vid.c.camera_id,
+    _vid.c.camera_name,
+    _vid.c.camera_description,
+    _vid.c.camera_longitude,
+    _vid.c.camera_latitude,
+    _vid.c.s3_key,
+    _vid.c.s3_thumbnail_key,
+    _vid.c.size,
+    _vid.c.sha256,
+    _vid.c.upload_errors,
+)
+_INC_WITH_VIDEOS = _inc.outerjoin(_vid, _vid.c.incident_pk == _inc.c.pk)
+#: An incident and its videos (one row per video, or one row with NULL video columns).
+_LOAD_BY_PK = (
+    select(*_INCIDENT_COLUMNS, *_VIDEO_COLUMNS)
+    .select_from(_INC_WITH_VIDEOS)
+    .where(_inc.c.pk == bindparam("pk"))
+    .order_by(_vid.c.pk)
+)
+#: GET in one statement: the key (`KEY_COLUMNS`), the incident of its organisation (NULLs when
+#: there is none) and its videos. One statement is one snapshot, with no BEGIN/COMMIT.
+_GET = (
+    select(*KEY_COLUMNS, *_INCIDENT_COLUMNS, *_VIDEO_COLUMNS)
+    .select_from(
+        # Left-deep (key, then incident, then videos): SQLite would materialise a nested join.
+        ApiKey.__table__.outerjoin(
+            _inc,
+            (_inc.c.org_id == ApiKey.__table__.c.org_id)
+            & (_inc.c.incident_id == bindparam("incident_id")),
+        ).outerjoin(_vid, _vid.c.incident_pk == _inc.c.pk)
+    )
+    .where(ApiKey.__table__.c.key_hash == bindparam("digest"))
+    .order_by(_vid.c.pk)
+)
+_LOCK_INCIDENT = (
+    select(_inc.c.pk, _inc.c.incident_at, _inc.c.received_at)
+    .where(_inc.c.org_id == bindparam("org_id"), _inc.c.incident_id == bindparam("incident_id"))
+    .with_for_update()
+)
+
+
+def _upserts(ins: Any) -> tuple[Any, Any]:
+    new_incident = (
+        ins(_inc)
+        .values(
+            org_id=bindparam("org_id"),
+            incident_id=bindparam("incident_id"),
+            created_at=bindparam("now"),
+            updated_at=bindparam("now"),
+            received_at=bindparam("now"),
+            modified_at=bindparam("now"),
+            sort_at=bindparam("now"),
         )
         .on_conflict_do_nothing(index_elements=["org_id", "incident_id"])
-        .returning(Incident.pk)
+        .returning(_inc.c.pk)
     )
-    return (await s.execute(stmt)).first() is not None
+    video = ins(_vid)
+    # Every column is written, so a video that moves between the lists is replaced whole.
+    video = video.on_conflict_do_update(
+        index_elements=["incident_pk", "video_id"],
+        set_={
+            c.name: video.excluded[c.name]
+            for c in _vid.c
+            if c.name not in ("pk", "incident_pk", "video_id")
+        },
+    )
+    return new_incident, video
 
 
-def _apply_fields(inc: Incident, body: IncidentIn, created: bool, now: dt.datetime) -> None:
+_UPSERTS = {"postgresql": _upserts(postgresql.insert), "sqlite": _upserts(sqlite.insert)}
+
+
+def _changed_fields(
+    body: IncidentIn,
+    created: bool,
+    now: dt.datetime,
+    incident_at: dt.datetime | None,
+    received_at: dt.datetime,
+) -> dict[str, Any]:
     sent = body.model_fields_set
-    for name in ("title", "description", "latitude", "longitude"):
-        if name in sent:
-            setattr(inc, name, getattr(body, name))
+    out: dict[str, Any] = {
+        name: getattr(body, name)
+        for name in ("title", "description", "latitude", "longitude")
+        if name in sent
+    }
     if "incident_at" in sent:
-        inc.incident_at = to_utc_naive(body.incident_at)
+        incident_at = out["incident_at"] = to_utc_naive(body.incident_at)
     if body.created_at is not None:
-        inc.created_at = to_utc_naive(body.created_at)  # type: ignore[assignment]
+        out["created_at"] = to_utc_naive(body.created_at)
     if body.updated_at is not None:
-        inc.updated_at = to_utc_naive(body.updated_at)  # type: ignore[assignment]
+        out["updated_at"] = to_utc_naive(body.updated_at)
     elif not created:
-        inc.updated_at = now
-    inc.modified_at = now
-    inc.sort_at = inc.incident_at or inc.received_at
+        out["updated_at"] = now
+    out["modified_at"] = now
+    out["sort_at"] = incident_at or received_at
+    return out
 
 
 def _video_values(
-    incident_pk: int,
     v: UploadedVideoIn | FailedVideoIn,
     status: str,
     now: dt.datetime,
@@ -225,7 +314,6 @@ def _video_values(
     etag: str | None,
 ) -> dict[str, Any]:
     values: dict[str, Any] = {
-        "incident_pk": incident_pk,
         "video_id": v.id,
         "status": status,
         "started_at": to_utc_naive(v.started_at),
@@ -253,26 +341,6 @@ def _video_values(
     return values
 
 
-async def _upsert_video(s: AsyncSession, dialect: str, values: dict[str, Any]) -> None:
-    ins = postgresql.insert(Video) if dialect == "postgresql" else sqlite.insert(Video)
-    stmt = ins.values(**values)
-    changes = {k: getattr(stmt.excluded, k) for k in values if k not in ("incident_pk", "video_id")}
-    await s.execute(
-        stmt.on_conflict_do_update(index_elements=["incident_pk", "video_id"], set_=changes)
-    )
-
-
-async def _load(s: AsyncSession, org_id: str, incident_id: str) -> Incident | None:
-    return (
-        await s.execute(
-            select(Incident)
-            .where(Incident.org_id == org_id, Incident.incident_id == incident_id)
-            .options(selectinload(Incident.videos))
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
-
-
 def _video_json(v: Video) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": v.video_id,
@@ -294,7 +362,7 @@ def _video_json(v: Video) -> dict[str, Any]:
 
 
 def incident_json(inc: Incident) -> dict[str, Any]:
-    """The incident object as GET returns it (inside `vms_incident`)."""
+    """The incident object as GET returns it (inside `vms_incident`), from the ORM object."""
     return {
         "id": inc.incident_id,
         "title": inc.title,
@@ -309,14 +377,84 @@ def incident_json(inc: Incident) -> dict[str, Any]:
     }
 
 
-async def get_incident(db: Database, caller: Caller, incident_id: str) -> dict[str, Any]:
-    """`{"vms_incident": {...}}`, or 404 (also for another organisation's incident)."""
+def _incident_from_rows(rows: Sequence[Sequence[Any]], start: int) -> dict[str, Any] | None:
+    """`incident_json` from the rows of `_LOAD_BY_PK`/`_GET` (the incident's columns begin at
+    `start`, the video columns follow); None when the incident is missing."""
+    if not rows or rows[0][start] is None:
+        return None
+    first = rows[0]
+    _, incident_id, title, description, incident_at, created_at, updated_at, lon, lat = first[
+        start : start + 9
+    ]
+    uploaded: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    v0 = start + 9
+    for row in rows:
+        (
+            video_id,
+            status,
+            started_at,
+            ended_at,
+            camera_id,
+            camera_name,
+            camera_description,
+            camera_longitude,
+            camera_latitude,
+            s3_key,
+            s3_thumbnail_key,
+            size,
+            sha256,
+            upload_errors,
+        ) = row[v0:]
+        if video_id is None:
+            continue
+        video: dict[str, Any] = {
+            "id": video_id,
+            "started_at": format_time(started_at),
+            "ended_at": format_time(ended_at),
+            "camera_id": camera_id,
+            "camera_name": camera_name,
+            "camera_description": camera_description,
+            "camera_longitude": camera_longitude,
+            "camera_latitude": camera_latitude,
+        }
+        if status == UPLOADED:
+            video["s3_key"] = s3_key
+            video["s3_thumbnail_key"] = s3_thumbnail_key
+            video["size"] = size
+            video["sha256"] = sha256
+            uploaded.append(video)
+        else:
+            video["upload_errors"] = list(upload_errors or [])
+            failed.append(video)
+    return {
+        "id": incident_id,
+        "title": title,
+        "description": description,
+        "incident_at": format_time(incident_at),
+        "created_at": format_time(created_at),
+        "updated_at": format_time(updated_at),
+        "longitude": lon,
+        "latitude": lat,
+        "uploaded_videos": uploaded,
+        "failed_videos": failed,
+    }
+
+
+async def get_incident(db: Database, key: str, incident_id: str) -> dict[str, Any]:
+    """`{"vms_incident": {...}}` for the caller owning `key`: authentication and the read in one
+    statement. 401/403 for the key first, then 400 for a bad id, then 404 (also for another
+    organisation's incident)."""
+    digest = hash_key(key)
+    # An invalid id is answered after authentication (400), and never sent to the database.
+    params = {"digest": digest, "incident_id": incident_id if is_identifier(incident_id) else ""}
+    rows = await db.read(lambda conn: conn.execute(_GET, params).all())
+    caller_from_row(rows[0] if rows else None, digest)
     check_identifier("incident_id", incident_id)
-    async with db.session() as s:
-        inc = await _load(s, caller.org_id, incident_id)
-        if inc is None:
-            raise ApiError("NoSuchIncident")
-        return {"vms_incident": incident_json(inc)}
+    out = _incident_from_rows(rows, len(KEY_COLUMNS))
+    if out is None:
+        raise ApiError("NoSuchIncident")
+    return {"vms_incident": out}
 
 
 async def list_incidents(
