@@ -15,7 +15,7 @@ from vmsbridge.db import Database
 from vmsbridge.errors import ApiError
 from vmsbridge.storage.base import ObjectStore
 
-from .service import Caller, lookup_caller
+from .service import KEY_LOOKUP, Caller, caller_from_row, hash_key
 
 
 async def get_db(request: Request) -> Database:
@@ -56,7 +56,9 @@ async def require_vms_key(request: Request) -> Caller:
     """
     key = require_key(request)
     db: Database = request.app.state.db
-    return await db.read(lambda conn: lookup_caller(conn, key))
+    digest = hash_key(key)
+    rows = await db.fetch(KEY_LOOKUP, {"digest": digest})
+    return caller_from_row(rows[0] if rows else None, digest)
 
 
 def require_key(request: Request) -> str:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vmsbridge.db import utcnow
@@ -63,7 +62,8 @@ async def authenticate(session: AsyncSession, key: str) -> Caller:
 _keys = ApiKey.__table__.c
 #: What `caller_from_row` needs of an API key row (select these first, in this order).
 KEY_COLUMNS = (_keys.id, _keys.org_id, _keys.key_hash, _keys.permissions, _keys.revoked_at)
-_KEY_LOOKUP = select(*KEY_COLUMNS).where(_keys.key_hash == bindparam("digest"))
+#: The key of a digest (`hash_key`).
+KEY_LOOKUP = select(*KEY_COLUMNS).where(_keys.key_hash == bindparam("digest"))
 
 
 def caller_from_row(row: Sequence[Any] | None, digest: str) -> Caller:
@@ -74,12 +74,6 @@ def caller_from_row(row: Sequence[Any] | None, digest: str) -> Caller:
     if VMS_PERMISSION not in row[3].split():
         raise ApiError("MissingPermission")
     return Caller(key_id=row[0], org_id=row[1])
-
-
-def lookup_caller(conn: Connection, key: str) -> Caller:
-    """`authenticate` for `Database.read`: one indexed SELECT."""
-    digest = hash_key(key)
-    return caller_from_row(conn.execute(_KEY_LOOKUP, {"digest": digest}).first(), digest)
 
 
 @dataclass(frozen=True, slots=True)

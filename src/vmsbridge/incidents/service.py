@@ -448,7 +448,7 @@ async def get_incident(db: Database, key: str, incident_id: str) -> dict[str, An
     digest = hash_key(key)
     # An invalid id is answered after authentication (400), and never sent to the database.
     params = {"digest": digest, "incident_id": incident_id if is_identifier(incident_id) else ""}
-    rows = await db.read(lambda conn: conn.execute(_GET, params).all())
+    rows = await db.fetch(_GET, params)
     caller_from_row(rows[0] if rows else None, digest)
     check_identifier("incident_id", incident_id)
     out = _incident_from_rows(rows, len(KEY_COLUMNS))
