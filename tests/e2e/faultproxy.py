@@ -68,6 +68,8 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        # Every open stream of the proxy's loop, so that shutdown can close them all.
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def url(self) -> str:
@@ -124,9 +126,31 @@ class FaultProxy:
 
     def __exit__(self, *exc: object) -> None:
         if self._loop is not None:
+            # Close everything inside the loop before stopping it: a transport left "closing",
+            # or a connect still in flight, would otherwise be garbage-collected later and
+            # raise a ResourceWarning in whatever test runs then.
+            done = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+            with contextlib.suppress(Exception):
+                done.result(timeout=15)
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(10)
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for writer in list(self._writers):
+            writer.transport.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+        # Aborted transports report connection_lost on the next iterations of the loop.
+        for _ in range(3):
+            await asyncio.sleep(0)
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
@@ -154,23 +178,30 @@ class FaultProxy:
         conn.slow = self._take("slow")
         with self._lock:
             conn.matches = [r for r in self.rules if r.kind == "match"]
+        self._writers.add(writer)
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        except OSError:
-            _reset(writer)
-            return
-        down = asyncio.ensure_future(self._pump_down(up_reader, writer))
-        try:
-            await self._pump_up(reader, up_writer, writer, conn)
+            try:
+                up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+            except OSError:
+                _reset(writer)
+                return
+            self._writers.add(up_writer)
+            down = asyncio.ensure_future(self._pump_down(up_reader, writer))
+            try:
+                await self._pump_up(reader, up_writer, writer, conn)
+            finally:
+                if conn.cut is None or not writer.is_closing():
+                    with contextlib.suppress(Exception):
+                        up_writer.write_eof()
+                await asyncio.wait({down}, timeout=30)
+                down.cancel()
+                for w in (writer, up_writer):
+                    with contextlib.suppress(Exception):
+                        w.close()
+                    self._writers.discard(w)
         finally:
-            if conn.cut is None or not writer.is_closing():
-                with contextlib.suppress(Exception):
-                    up_writer.write_eof()
-            await asyncio.wait({down}, timeout=30)
-            down.cancel()
-            for w in (writer, up_writer):
-                with contextlib.suppress(Exception):
-                    w.close()
+            writer.close()  # a no-op when already closing
+            self._writers.discard(writer)
 
     async def _pump_up(
         self,
