@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,29 @@ def test_multipart_etag() -> None:
     md5s = [hashlib.md5(b"a").digest(), hashlib.md5(b"b").digest()]
     assert multipart_etag(md5s) == hashlib.md5(b"".join(md5s)).hexdigest() + "-2"
     assert normalise_etag(' "ABC" ') == "abc"
+
+
+def test_parts_reader_reads_and_seeks_across_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vmsbridge.s3 import objects
+
+    monkeypatch.setattr(objects, "EAGER_PARTS", 1)  # the later parts open as reached
+    d = tmp_path
+    datas = [b"abc", b"", b"defgh", b"ij"]
+    parts = []
+    for i, data in enumerate(datas):
+        (d / f"p{i}.v").write_bytes(data)
+        parts.append([f"p{i}.v", len(data)])
+    whole = b"".join(datas)
+    with objects.PartsReader(d, parts) as r:
+        assert r.read() == whole
+        assert r.read(5) == b""
+        for first in range(len(whole) + 1):
+            for n in range(len(whole) + 2):
+                r.seek(first)
+                assert r.read(n) == whole[first : first + n], (first, n)
+        r.seek(-2, 2)
+        assert r.read(100) == b"ij"
+    assert objects.data_files({"data": "x.v", "data_parts": parts}) == [p[0] for p in parts]
+    assert objects.data_files({"data": "x.v"}) == ["x.v"]

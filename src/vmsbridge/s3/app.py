@@ -807,7 +807,11 @@ class S3App:
                     size += len(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            kept = {k: v for k, v in src_meta.items() if k not in ("key", "data", "parts_count")}
+            kept = {
+                k: v
+                for k, v in src_meta.items()
+                if k not in ("key", "data", "data_parts", "parts_count")
+            }
             if replace is not None:
                 kept = {k: v for k, v in kept.items() if k not in STORED_HEADERS and k != "user"}
                 kept.update(replace)

@@ -227,20 +227,19 @@ class MultipartStore:
                         PartNumber=str(rec["number"]),
                         ETag=rec["md5"],
                     )
-            tmp = self.objects.tmp / f"complete-{secrets.token_hex(12)}.tmp"
-            try:
-                size = _concatenate(tmp, [d / rec["data"] for rec in chosen])
-                etag = multipart_etag([bytes.fromhex(rec["md5"]) for rec in chosen])
-                meta = {
-                    **info["meta"],
-                    "etag": etag,
-                    "size": size,
-                    "last_modified": time.time(),
-                    "parts_count": len(chosen),
-                }
-                self.objects.commit(bucket, key, tmp, meta)
-            finally:
-                tmp.unlink(missing_ok=True)
+            # The parts become the object's byte files (hard links; see objects.py): no copy.
+            size = sum(int(rec["size"]) for rec in chosen)
+            etag = multipart_etag([bytes.fromhex(rec["md5"]) for rec in chosen])
+            meta = {
+                **info["meta"],
+                "etag": etag,
+                "size": size,
+                "last_modified": time.time(),
+                "parts_count": len(chosen),
+            }
+            self.objects.commit_parts(
+                bucket, key, [(d / rec["data"], int(rec["size"])) for rec in chosen], meta
+            )
             result = {"etag": etag, "size": size}
             write_json_atomic(
                 d / "completed.json",
@@ -266,29 +265,3 @@ class MultipartStore:
             done = read_json(Path(entry.path) / "completed.json")
             if done is not None and now - float(done["at"]) > COMPLETED_TTL:
                 self._remove(Path(entry.path))
-
-
-def _concatenate(target: Path, sources: list[Path]) -> int:
-    """Concatenate files into `target` in the kernel (copy_file_range), fsync; return the size."""
-    total = 0
-    with open(target, "xb") as out:
-        for src in sources:
-            with open(src, "rb") as inp:
-                size = os.fstat(inp.fileno()).st_size
-                copied = 0
-                try:
-                    while copied < size:
-                        n = os.copy_file_range(inp.fileno(), out.fileno(), size - copied)
-                        if n == 0:
-                            break
-                        copied += n
-                except OSError:
-                    # Filesystems without copy_file_range: fall back to a bounded-buffer copy.
-                    inp.seek(copied)
-                    out.seek(total + copied)
-                    shutil.copyfileobj(inp, out, 1024 * 1024)
-                    copied = size
-                total += size
-        out.flush()
-        os.fsync(out.fileno())
-    return total

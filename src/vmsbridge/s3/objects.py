@@ -18,10 +18,16 @@ A write goes: bytes to a temp file (fsynced) -> renamed to a fresh `.v` name -> 
 temp file (fsynced) -> renamed over `<name>.o` -> directory fsynced -> the previous `.v` removed.
 Readers open the metadata, then the `.v` it names, so they see the old object or the new one,
 never a mix and never a partial body.
+
+A completed multipart object keeps its parts as they arrived: the metadata names one `.v` per
+part (`data_parts`: [name, size] in order) and reads walk them in turn. Completing an upload is
+then a hard link per part and a metadata write, not a copy of the whole object (which took
+about a second per GiB, with the client waiting, and wrote every byte to disk twice).
 """
 
 from __future__ import annotations
 
+import bisect
 import errno
 import hashlib
 import json
@@ -129,6 +135,83 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+#: Parts of a multipart object opened when it is opened (so that a concurrent overwrite cannot
+#: pull them away mid-read); parts beyond are opened as the read reaches them.
+EAGER_PARTS = 256
+
+
+def data_files(meta: dict[str, Any]) -> list[str]:
+    """Names of the byte files of an object (one, or one per part of a multipart object)."""
+    parts = meta.get("data_parts")
+    if parts:
+        return [str(name) for name, _ in parts]
+    return [str(meta["data"])]
+
+
+class PartsReader:
+    """A read-only, seekable file over the part files of a multipart object, in order."""
+
+    def __init__(self, d: Path, parts: list[list[Any]]) -> None:
+        self._d = d
+        self._names = [str(name) for name, _ in parts]
+        self._sizes = [int(size) for _, size in parts]
+        self._starts: list[int] = []
+        total = 0
+        for size in self._sizes:
+            self._starts.append(total)
+            total += size
+        self._size = total
+        self._files: list[BinaryIO | None] = [None] * len(parts)
+        self._pos = 0
+        try:
+            for i in range(min(EAGER_PARTS, len(parts))):
+                self._files[i] = open(d / self._names[i], "rb")
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> PartsReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        """Move to byte `pos` (from the start; whence 1 and 2 as for files)."""
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + pos)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to `n` bytes (all the rest when n < 0) from the current position; b"" at the end."""
+        if n < 0:
+            n = self._size - self._pos
+        out: list[bytes] = []
+        while n > 0 and self._pos < self._size:
+            i = bisect.bisect_right(self._starts, self._pos) - 1
+            f = self._files[i]
+            if f is None:
+                f = self._files[i] = open(self._d / self._names[i], "rb")
+            offset = self._pos - self._starts[i]
+            f.seek(offset)
+            data = f.read(min(n, self._sizes[i] - offset))
+            if not data:
+                raise errors.S3Error("A part of the object is shorter than its metadata says.")
+            out.append(data)
+            self._pos += len(data)
+            n -= len(data)
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def close(self) -> None:
+        for i, f in enumerate(self._files):
+            if f is not None:
+                f.close()
+                self._files[i] = None
+
+
 class ObjectStore:
     """Buckets and objects under one directory. Every method is blocking: call from a thread."""
 
@@ -218,8 +301,10 @@ class ObjectStore:
             raise errors.NoSuchKey(resource=f"/{bucket}/{key}", Key=key)
         return meta
 
-    def open(self, bucket: str, key: str) -> tuple[dict[str, Any], BinaryIO]:
-        """(metadata, open byte file) of the object; raises NoSuchBucket or NoSuchKey."""
+    def open(self, bucket: str, key: str) -> tuple[dict[str, Any], BinaryIO | PartsReader]:
+        """(metadata, open byte file) of the object; raises NoSuchBucket or NoSuchKey.
+
+        The file has `read`, `seek` and `close` (a `PartsReader` for a multipart object)."""
         bucket_path = self.require_bucket(bucket)
         d, name = self._locate(bucket_path, key)
         for _ in range(10):
@@ -227,6 +312,8 @@ class ObjectStore:
             if meta is None:
                 raise errors.NoSuchKey(resource=f"/{bucket}/{key}", Key=key)
             try:
+                if meta.get("data_parts"):
+                    return meta, PartsReader(d, meta["data_parts"])
                 return meta, open(d / meta["data"], "rb")
             except FileNotFoundError:
                 continue  # replaced between the two opens: read the new metadata
@@ -240,26 +327,67 @@ class ObjectStore:
         bucket_path = self.require_bucket(bucket)
         d, name = self._locate(bucket_path, key)
         data_name = f"{name[:-2]}.{secrets.token_hex(8)}.v"
-        meta = {**meta, "key": key, "data": data_name}
-        for attempt in range(20):
-            self._makedirs(d, bucket_path)
-            try:
-                os.rename(tmp_file, d / data_name)
-                break
-            except FileNotFoundError:
-                if not tmp_file.exists() or attempt == 19:
-                    raise
-                # A concurrent delete pruned the directory between makedirs and rename.
+        meta = {k: v for k, v in meta.items() if k != "data_parts"}
+        meta.update(key=key, data=data_name)
+        self._place(d, bucket_path, [(tmp_file, data_name)], os.rename)
+        self._swap(bucket, key, d, name, meta, [data_name])
+
+    def commit_parts(
+        self, bucket: str, key: str, parts: list[tuple[Path, int]], meta: dict[str, Any]
+    ) -> None:
+        """Make the fsynced files `parts` ((path, size) in order) the object `key`, atomically.
+
+        The files are hard-linked, not moved or copied: the caller keeps its names (a failed
+        commit leaves them usable) and removes them when it likes. Raises NoSuchBucket.
+        """
+        bucket_path = self.require_bucket(bucket)
+        d, name = self._locate(bucket_path, key)
+        stem = f"{name[:-2]}.{secrets.token_hex(8)}"
+        names = [f"{stem}-{i}.v" for i in range(1, len(parts) + 1)]
+        meta = {**meta, "key": key, "data": names[0]}
+        meta["data_parts"] = [[n, size] for n, (_, size) in zip(names, parts, strict=True)]
+        placed = [(path, n) for (path, _), n in zip(parts, names, strict=True)]
+        self._place(d, bucket_path, placed, os.link)
+        self._swap(bucket, key, d, name, meta, names)
+
+    def _place(self, d: Path, bucket_path: Path, files: list[tuple[Path, str]], move: Any) -> None:
+        """Rename or link each (source, name) into directory d, creating d if needed."""
+        done: list[str] = []
+        try:
+            for src, data_name in files:
+                for attempt in range(20):
+                    self._makedirs(d, bucket_path)
+                    try:
+                        move(src, d / data_name)
+                        done.append(data_name)
+                        break
+                    except FileNotFoundError:
+                        if not src.exists() or attempt == 19:
+                            raise
+                        # A concurrent delete pruned the directory between makedirs and move.
+        except BaseException:
+            if move is os.link:
+                for data_name in done:
+                    (d / data_name).unlink(missing_ok=True)
+            raise
+
+    def _swap(
+        self, bucket: str, key: str, d: Path, name: str, meta: dict[str, Any], new: list[str]
+    ) -> None:
+        """Write the metadata over `name` and remove the byte files of the object it replaced."""
         with self._lock(bucket, key):
             old = read_json(d / name)
             try:
                 write_json_atomic(d / name, meta, self.tmp)
             except BaseException:
-                (d / data_name).unlink(missing_ok=True)
+                for data_name in new:
+                    (d / data_name).unlink(missing_ok=True)
                 raise
             fsync_dir(d)
-            if old is not None and old.get("data") != data_name:
-                (d / old["data"]).unlink(missing_ok=True)
+            if old is not None:
+                for data_name in data_files(old):
+                    if data_name not in new:
+                        (d / data_name).unlink(missing_ok=True)
 
     def _lock(self, bucket: str, key: str) -> threading.Lock:
         return self._locks[hash((bucket, key)) % len(self._locks)]
@@ -289,7 +417,8 @@ class ObjectStore:
                 os.unlink(d / name)
             except FileNotFoundError:
                 return
-            (d / meta["data"]).unlink(missing_ok=True)
+            for data_name in data_files(meta):
+                (d / data_name).unlink(missing_ok=True)
             fsync_dir(d)
         # Prune empty directories up to the bucket.
         p = d
