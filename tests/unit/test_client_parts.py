@@ -170,3 +170,32 @@ def test_etags() -> None:
 )
 def test_safe_identifier(name: str, expected: str) -> None:
     assert safe_identifier(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("file_size", "expected"),
+    [
+        (0, 8 * MiB),
+        (300 * 1000 * 1000, 8 * MiB),  # up to 512 MiB: the minimum, fine-grained resume
+        (512 * MiB, 8 * MiB),
+        (512 * MiB + 1, 9 * MiB),
+        (1024 * MiB, 16 * MiB),
+        (4096 * MiB, 64 * MiB),
+        (5 * 1000**3, 64 * MiB),  # grows no further than 64 MiB ...
+        (64 * MiB * 10_000 + 1, 65 * MiB),  # ... unless 10,000 parts need it
+    ],
+)
+def test_choose_part_size(file_size: int, expected: int) -> None:
+    from vmsbridge.client import choose_part_size
+
+    assert choose_part_size(file_size) == expected
+    assert part_count(file_size, expected) <= 10_000
+
+
+def test_choose_part_size_honours_a_bigger_minimum() -> None:
+    from vmsbridge.client import choose_part_size
+
+    assert choose_part_size(1024 * MiB, min_part_size=100 * MiB) == 100 * MiB
+    assert choose_part_size(10 * MiB, min_part_size=5 * MiB) == 5 * MiB
+    with pytest.raises(ValueError):
+        choose_part_size(-1)

@@ -395,10 +395,11 @@ async def test_a_read_error_mid_upload_fails_the_file_and_aborts(
     big = _file(tmp_path, "big.mp4", 16 * MiB)
     calls = Counter[str]()
     real = _upload._read_hashed
+    fail_at = (16 * MiB // _upload.CHUNK_SIZE) * 3 // 4  # three quarters through the file
 
     def flaky(f: Any, n: int, hashes: Any) -> bytes:
         calls["reads"] += 1
-        if calls["reads"] == 12:
+        if calls["reads"] == fail_at:
             raise OSError(5, "Input/output error")
         return real(f, n, hashes)
 

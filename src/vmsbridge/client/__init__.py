@@ -34,6 +34,7 @@ from ._models import (
 from ._parts import (
     DEFAULT_MIN_PART_SIZE,
     DEFAULT_MULTIPART_THRESHOLD,
+    choose_part_size,
     format_size,
     parse_size,
     part_size,
@@ -62,6 +63,7 @@ __all__ = [
     "UploadedVideo",
     "VMSBridgeError",
     "VideoFile",
+    "choose_part_size",
     "default_state_dir",
     "first_keyframe_jpeg",
     "format_size",

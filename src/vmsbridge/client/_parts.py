@@ -28,8 +28,12 @@ S3_MAX_PARTS = 10_000
 DEFAULT_MIN_PART_SIZE = 8 * MiB
 #: The spec's threshold: "For large files (100+ MB) you will need to upload in chunks".
 DEFAULT_MULTIPART_THRESHOLD = 100 * 1000 * 1000
-#: How much of a file is read (and held) at a time while streaming a request body.
-CHUNK_SIZE = 1 * MiB
+#: How much of a file is read (and held) at a time while streaming a request body. Each chunk
+#: costs a thread hop and a trip through httpx/h11/asyncio (~0.25 ms of CPU), so 1 MiB chunks
+#: spent ~0.2 CPU-s per GiB on that alone; a slot holds about three chunks at once (the one
+#: being read, the one httpx is sending, the unsent rest copied into the socket transport's
+#: buffer), so 4 MiB chunks cost ~12 MiB a slot. 2 MiB halves the per-chunk cost at ~6 MiB a slot.
+CHUNK_SIZE = 2 * MiB
 
 
 def part_size(
@@ -56,6 +60,29 @@ def part_size(
             f"to fit in {max_parts} parts"
         )
     return size
+
+
+#: Parts a large file is cut into (parts grow past the minimum to get there, up to
+#: `MAX_GROWN_PART_SIZE`). Every part costs a request, a journal row and, in the store, fsyncs
+#: of the part and its record: on a 1 GiB push (2-core box, loopback, embedded store) 16 MiB
+#: parts instead of 8 took ~0.2 CPU-s less in the client and ~0.2 in the store and ~8% less
+#: time; 32-64 MiB gained a little more. Files up to 512 MiB keep the 8 MiB minimum, so retries
+#: and resumes of them stay fine-grained.
+TARGET_PARTS = 64
+MAX_GROWN_PART_SIZE = 64 * MiB
+
+
+def choose_part_size(file_size: int, *, min_part_size: int = DEFAULT_MIN_PART_SIZE) -> int:
+    """The part size the client uses for a file of `file_size` bytes.
+
+    `part_size` with the minimum raised so that a big file has about `TARGET_PARTS` parts (in
+    whole MiB, at most `MAX_GROWN_PART_SIZE`, never below `min_part_size`): 8 MiB parts up to
+    512 MiB, 16 MiB for 1 GiB, 64 MiB from 4 GiB. Raises ValueError as `part_size` does.
+    """
+    if file_size < 0 or min_part_size <= 0:
+        raise ValueError("sizes must be positive")
+    grown = min(MAX_GROWN_PART_SIZE, math.ceil(file_size / TARGET_PARTS / MiB) * MiB)
+    return part_size(file_size, min_part_size=max(min_part_size, grown))
 
 
 def part_count(file_size: int, size: int) -> int:
