@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -88,3 +89,109 @@ async def test_concurrent_completes_give_one_object_and_identical_answers(
     assert info.size == len(data) and info.etag == answers[0]["etag"]
     dl = await api.http.get(api.store.presign_get(created["s3_key"], 60))
     assert dl.content == data
+
+
+class _HeldCompletes:
+    """The real store, except that `complete_multipart_upload` waits until `release` is set
+    (and counts its calls): a complete that stays in flight as long as the test wants."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.completes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def complete_multipart_upload(self, key: str, upload_id: str, etags: list[str]) -> Any:
+        self.completes += 1
+        self.entered.set()
+        await self.release.wait()
+        return await self._store.complete_multipart_upload(key, upload_id, etags)
+
+
+async def test_writes_are_not_blocked_while_a_complete_is_in_flight(
+    api: Api, database_url: str, s3_url: str, tmp_path: Path
+) -> None:
+    inc = new_id()
+    r = await api.client.get(
+        f"/v1/vms/incidents/{inc}/create_multipart_upload",
+        params={"file_id": "f1", "filename": "big.mov"},
+        headers=api.headers,
+    )
+    created = r.json()
+    data = os.urandom(2 * MIN_PART)
+    r = await api.client.post(
+        f"/v1/vms/incidents/{inc}/upload_urls",
+        headers=api.headers,
+        json={"files": {"f1": {"part_count": 2, **created}}},
+    )
+    etags = []
+    for i, url in enumerate(r.json()["uploads"]["f1"]["signed_urls"]):
+        put = await api.http.put(url, content=data[i * MIN_PART : (i + 1) * MIN_PART])
+        etags.append(put.headers["etag"])
+    held = _HeldCompletes(api.store)
+    app = create_app(make_settings(tmp_path, database_url, s3_url), store=held)  # type: ignore[arg-type]
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://api", headers=api.headers
+        ) as c,
+    ):
+        complete = {**created, "parts": etags}
+        first = asyncio.ensure_future(
+            c.post(f"/v1/vms/incidents/{inc}/complete_multipart_upload", json=complete)
+        )
+        await asyncio.wait_for(held.entered.wait(), 30)
+        second = asyncio.ensure_future(
+            c.post(f"/v1/vms/incidents/{inc}/complete_multipart_upload", json=complete)
+        )
+        # While the store is assembling the object, other writes go through (on SQLite the
+        # complete used to hold the database's write lock until the store answered)...
+        other = new_id()
+        r = await asyncio.wait_for(
+            c.put(
+                f"/v1/vms/incidents/{other}",
+                json={"title": "meanwhile", "failed_videos": [{"id": "v1", "errors": ["x"]}]},
+            ),
+            30,
+        )
+        assert r.status_code == 201, r.text
+        # ...the upload cannot be aborted or given more URLs under the complete's feet...
+        r = await c.get(f"/v1/vms/incidents/{inc}/abort_multipart_upload", params=created)
+        assert r.status_code == 409 and r.json()["code"] == "UploadCompleted", r.text
+        r = await c.post(
+            f"/v1/vms/incidents/{inc}/upload_urls",
+            json={"files": {"f1": {"part_count": 2, **created}}},
+        )
+        assert r.status_code == 409, r.text
+        # ...and the second complete waits for the first one's result.
+        assert not first.done() and not second.done()
+        held.release.set()
+        answers = await asyncio.gather(first, second)
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert answers[0].json() == answers[1].json()
+    assert answers[0].json()["size"] == len(data) and answers[0].json()["etag"].endswith("-2")
+    assert held.completes == 1
+
+
+async def test_a_refused_complete_gives_the_session_back(api: Api) -> None:
+    inc = new_id()
+    r = await api.client.get(
+        f"/v1/vms/incidents/{inc}/create_multipart_upload",
+        params={"file_id": "f1", "filename": "big.mov"},
+        headers=api.headers,
+    )
+    created = r.json()
+    r = await api.client.post(
+        f"/v1/vms/incidents/{inc}/complete_multipart_upload",
+        headers=api.headers,
+        json={**created, "parts": ["0" * 32]},
+    )
+    assert r.status_code == 400 and r.json()["code"] == "InvalidPart", r.text
+    # Not stuck "completing": it can still be aborted.
+    r = await api.client.get(
+        f"/v1/vms/incidents/{inc}/abort_multipart_upload", params=created, headers=api.headers
+    )
+    assert r.status_code == 200, r.text

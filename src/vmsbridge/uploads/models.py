@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from vmsbridge.db import Base, utcnow
 
 OPEN = "open"
+COMPLETING = "completing"  # claimed by a complete call, the store is assembling the object
 COMPLETED = "completed"
 ABORTING = "aborting"  # claimed by a reaper, being aborted in the store
 ABORTED = "aborted"

@@ -3,14 +3,22 @@
 Sessions are looked up by (org, incident, s3_key, upload_id): anything else, including another
 organisation's session or a session of another incident, is a 404 `NoSuchUpload`.
 
-States: open -> completed, open -> aborted, open -> aborting -> aborted (the reaper). Complete and
-abort are idempotent:
-- complete of a completed session returns the recorded answer (two concurrent completes: the
-  second waits on the row lock, PostgreSQL, or the write lock, SQLite, and returns the first's
-  answer; the store completes once);
+States: open -> completing -> completed (completing -> open again when the store refuses the
+parts), open -> aborted, open -> aborting -> aborted (the reaper). Complete and abort are
+idempotent:
+- complete claims the session (open -> completing) in a short transaction, calls the store with
+  no transaction open (assembling a large object takes seconds, and on SQLite a transaction
+  would hold the database's write lock, stalling every other writer), then records the result
+  in a second short transaction. A concurrent complete finds the session completing and polls
+  until the result is recorded, so both answer the same and the store completes once. A claim
+  older than `CLAIM_STALE_AFTER` (its process died between the steps) is taken over: the store's
+  complete is idempotent, and an upload the store already forgot is recognised by a HEAD of the
+  object (its multipart ETag names as many parts);
+- complete of a completed session returns the recorded answer;
 - abort of an aborted session answers 200 again;
-- abort of a completed session is 409 `UploadCompleted` (the object exists; pretending to have
-  aborted it would be a lie), complete of an aborted one 404 `NoSuchUpload` (as S3 answers).
+- abort of a completed (or completing) session is 409 `UploadCompleted` (the object exists;
+  pretending to have aborted it would be a lie), complete of an aborted one 404 `NoSuchUpload`
+  (as S3 answers).
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from vmsbridge.errors import ApiError, field_error
 from vmsbridge.storage import base as storage
 from vmsbridge.storage.keys import filename_problem, is_identifier, object_key
 
-from .models import ABORTED, ABORTING, COMPLETED, OPEN, UploadSession
+from .models import ABORTED, ABORTING, COMPLETED, COMPLETING, OPEN, UploadSession
 from .schemas import CompleteIn, UploadUrlsIn
 
 IDENTIFIER_RULE = "must be 1-128 characters of A-Z a-z 0-9 . _ - starting with a letter or digit"
@@ -133,6 +141,8 @@ async def _find(
 def _require_open(row: UploadSession) -> None:
     if row.state == COMPLETED:
         raise ApiError("UploadCompleted")
+    if row.state == COMPLETING:
+        raise ApiError("UploadCompleted", "The multipart upload is being completed.")
     if row.state != OPEN:
         raise ApiError("NoSuchUpload", "The multipart upload has been aborted.")
 
@@ -199,6 +209,12 @@ async def upload_urls(
     }
 
 
+#: A completing claim this old is taken over by the next complete (its process died).
+CLAIM_STALE_AFTER = dt.timedelta(seconds=120)
+#: How often a complete that found the session completing looks again (grows to the maximum).
+_POLL_FIRST, _POLL_MAX = 0.01, 0.25
+
+
 async def complete_multipart_upload(
     db: Database,
     store: storage.ObjectStore,
@@ -207,30 +223,75 @@ async def complete_multipart_upload(
     incident_id: str,
     body: CompleteIn,
 ) -> dict[str, Any]:
-    """Complete the upload, once; every later (or concurrent) call gets the same answer."""
+    """Complete the upload, once; every later (or concurrent) call gets the same answer.
+
+    No transaction is open while the store assembles the object (see the module docstring).
+    """
     check_identifier("incident_id", incident_id)
-    async with db.write_session() as s:
-        row = await _find(s, caller, incident_id, body.s3_key, body.upload_id, lock=True)
-        if row.state == COMPLETED:
-            return _completed(row)
-        if row.state != OPEN:
-            raise ApiError("NoSuchUpload", "The multipart upload has been aborted.")
+    pause = _POLL_FIRST
+    while True:
+        async with db.write_session() as s:
+            row = await _find(s, caller, incident_id, body.s3_key, body.upload_id, lock=True)
+            if row.state == COMPLETED:
+                return _completed(row)
+            if row.state not in (OPEN, COMPLETING):
+                raise ApiError("NoSuchUpload", "The multipart upload has been aborted.")
+            now = utcnow()
+            claimed = row.state == OPEN or row.state_changed_at < now - CLAIM_STALE_AFTER
+            if claimed:
+                row.state = COMPLETING
+                row.state_changed_at = now
+            pk, key, upload_id = row.pk, row.s3_key, row.upload_id
+        if claimed:
+            break
+        # Another call is completing it: wait for its result (or for its claim to go stale).
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, _POLL_MAX)
+
+    try:
         try:
-            done = await store.complete_multipart_upload(row.s3_key, row.upload_id, body.parts)
+            done = await store.complete_multipart_upload(key, upload_id, body.parts)
             etag, size = done.etag, done.size
         except storage.NoSuchUpload:
-            # The store may have completed it while our transaction did not commit (a crash, a
+            # The store may have completed it while its result was not recorded (a crash, a
             # lost connection): then the object exists with a multipart ETag of as many parts.
-            info = await _head_or_none(store, row.s3_key)
+            info = await _head_or_none(store, key)
             if info is None or not info.etag.endswith(f"-{len(body.parts)}"):
                 raise ApiError("NoSuchUpload") from None
             etag, size = info.etag, info.size
         except storage.StorageError as exc:
             raise storage_error(exc) from None
-        row.state = COMPLETED
-        row.state_changed_at = utcnow()
-        row.etag = etag.strip('"')
-        row.size = size
+    except ApiError:
+        # Wrong parts, store unavailable, gone: give the session back (if still our claim), so
+        # the client can retry or abort.
+        async with db.write_session() as s:
+            await s.execute(
+                update(UploadSession)
+                .where(
+                    UploadSession.pk == pk,
+                    UploadSession.state == COMPLETING,
+                    UploadSession.state_changed_at == now,
+                )
+                .values(state=OPEN, state_changed_at=utcnow())
+            )
+        raise
+
+    async with db.write_session() as s:
+        # First recorded result wins (a stale claim's owner may have recorded the same one).
+        await s.execute(
+            update(UploadSession)
+            .where(UploadSession.pk == pk, UploadSession.state.in_((OPEN, COMPLETING)))
+            .values(state=COMPLETED, state_changed_at=utcnow(), etag=etag.strip('"'), size=size)
+        )
+        row = (
+            await s.execute(
+                select(UploadSession)
+                .where(UploadSession.pk == pk)
+                .execution_options(populate_existing=True)
+            )
+        ).scalar_one()
+        if row.state != COMPLETED:
+            raise ApiError("NoSuchUpload", "The multipart upload has been aborted.")
         return _completed(row)
 
 
@@ -261,6 +322,8 @@ async def abort_multipart_upload(
         row = await _find(s, caller, incident_id, s3_key, upload_id, lock=True)
         if row.state == COMPLETED:
             raise ApiError("UploadCompleted")
+        if row.state == COMPLETING:
+            raise ApiError("UploadCompleted", "The multipart upload is being completed.")
         if row.state != ABORTED:
             try:
                 await store.abort_multipart_upload(row.s3_key, row.upload_id)
