@@ -50,3 +50,9 @@ def test_bad_fields_are_named(body: dict[str, object], field: str) -> None:
         parse_incident(body)
     assert info.value.status == 400
     assert info.value.errors and info.value.errors[0]["field"] == field
+
+
+def test_format_time_truncates_to_milliseconds_and_keeps_short_years() -> None:
+    assert format_time(dt.datetime(2024, 2, 2, 11, 4, 41, 999_999)) == "2024-02-02T11:04:41.999Z"
+    # The fast path (isoformat) covers years from 1000; earlier ones keep strftime's form.
+    assert format_time(dt.datetime(999, 1, 1, 0, 0, 0, 1_500)) == "999-01-01T00:00:00.001Z"

@@ -31,6 +31,8 @@ def format_time(value: dt.datetime | None) -> str | None:
     """`2024-02-02T11:04:41.030Z` (stored times are naive UTC)."""
     if value is None:
         return None
+    if value.year >= 1000:  # isoformat is C and ~10x faster than strftime (a GET formats five)
+        return value.isoformat(timespec="milliseconds") + "Z"
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
