@@ -314,7 +314,9 @@ class Database:
     async def _sqlite_inline(self, fn: Callable[[Connection], T], *, write: bool) -> T:
         conn = self._inline_connection()
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-        pause = 0.0005
+        # Writers hold the lock for well under a millisecond (no awaits inside): look again
+        # soon, and never sleep long, or a waiting writer falls behind the ones that keep coming.
+        pause = 0.0002
         while True:
             started = False
             try:
@@ -337,7 +339,7 @@ class Database:
                 if not _sqlite_busy(exc) or (write and started) or time.monotonic() > deadline:
                     raise
             await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.02)
+            pause = min(pause * 2, 0.005)
 
     async def ping(self) -> None:
         """Raise unless the database answers."""

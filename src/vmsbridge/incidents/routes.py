@@ -64,18 +64,15 @@ async def get_incident(incident_id: str, request: Request) -> Any:
     openapi_extra=json_body(IncidentIn),
     summary="Create/Update Incident",
 )
-async def put_incident(
-    incident_id: str,
-    request: Request,
-    caller: CallerDep,
-    db: DbDep,
-    store: StoreDep,
-    settings: SettingsDep,
-) -> Any:
+async def put_incident(incident_id: str, request: Request, caller: CallerDep) -> Any:
     """Create (201) or update (200) an incident. The body may be flat or wrapped in
     `vms_incident`; videos are merged by id. The answer is what GET returns."""
+    # The app's parts straight from its state: each FastAPI dependency costs its resolution.
+    state = request.app.state
     payload = loads_json(await request.body())
-    created, body = await service.put_incident(db, store, settings, caller, incident_id, payload)
+    created, body = await service.put_incident(
+        state.db, state.store, state.settings, caller, incident_id, payload
+    )
     return JSONResponse(body, status_code=201 if created else 200)
 
 

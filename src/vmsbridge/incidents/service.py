@@ -178,8 +178,8 @@ async def put_incident(
             _LOCK_INCIDENT, {"org_id": caller.org_id, "incident_id": incident_id}
         ).one()
         conn.execute(
-            update(_inc).where(_inc.c.pk == pk),
-            _changed_fields(body, created, now, incident_at, received_at),
+            _UPDATE_INCIDENT,
+            {"b_pk": pk, **_changed_fields(body, created, now, incident_at, received_at)},
         )
         if rows:
             conn.execute(upsert_video, [{"incident_pk": pk, **r} for r in rows])
@@ -242,6 +242,8 @@ _GET = (
     .where(ApiKey.__table__.c.key_hash == bindparam("digest"))
     .order_by(_vid.c.pk)
 )
+#: The SET clause follows the parameters given (SQLAlchemy caches one form per set of keys).
+_UPDATE_INCIDENT = update(_inc).where(_inc.c.pk == bindparam("b_pk"))
 _LOCK_INCIDENT = (
     select(_inc.c.pk, _inc.c.incident_at, _inc.c.received_at)
     .where(_inc.c.org_id == bindparam("org_id"), _inc.c.incident_id == bindparam("incident_id"))
