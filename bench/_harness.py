@@ -96,6 +96,7 @@ def running_server(
         log.close()
         if own_dir:
             shutil.rmtree(data, ignore_errors=True)
+            Path(log.name).unlink(missing_ok=True)
 
 
 @dataclass

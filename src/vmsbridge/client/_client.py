@@ -27,9 +27,9 @@ log = logging.getLogger("vmsbridge.client")
 
 #: Parts in flight at once, chosen by measurement (500 MB file, 2-core box, embedded store):
 #: straight to the store on loopback the push is CPU-bound and 2/4/8/16 are within noise
-#: (4.0-5.6 s, ~100-125 MB/s) while client memory grows ~6 MB a slot (72 MB RSS at 2, 108 MB
-#: at 8, 154 MB at 16); through a link capped at 20 MB/s per connection (like a long-RTT WAN
-#: path) 2/4/8/16 give 27/45/71/87 MB/s. 8 gets most of that gain at moderate memory.
+#: (4.0-5.6 s, ~100-125 MB/s); through a link capped at 20 MB/s per connection (like a long-RTT
+#: WAN path) 2/4/8/16 give 27/45/71/87 MB/s. 8 gets most of that gain at moderate memory: a slot
+#: costs ~4 MB (1 GiB push, 2 MiB chunks: peak RSS 64/72/86/101/126 MB at 1/2/4/8/16).
 DEFAULT_CONCURRENCY = 8
 
 ProgressCallback = Callable[[ProgressEvent], None]
