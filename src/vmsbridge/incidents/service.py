@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import selectinload
@@ -165,18 +165,15 @@ async def put_incident(
     ] + [_video_values(v, FAILED, now, None, None) for v in body.failed_videos]
     upsert_incident, upsert_video = _UPSERTS[db.dialect]
 
+    key = {"org_id": caller.org_id, "incident_id": incident_id, "now": now}
+
     def write(conn: Connection) -> tuple[bool, dict[str, Any]]:
-        # The row is created if missing, then locked (PostgreSQL; SQLite holds the write lock).
-        created = (
-            conn.execute(
-                upsert_incident,
-                {"org_id": caller.org_id, "incident_id": incident_id, "now": now},
-            ).first()
-            is not None
-        )
-        pk, incident_at, received_at = conn.execute(
-            _LOCK_INCIDENT, {"org_id": caller.org_id, "incident_id": incident_id}
-        ).one()
+        # The row is created if missing, and locked (PostgreSQL; SQLite holds the write lock).
+        if upsert_incident is _PG_UPSERT_LOCK:
+            pk, incident_at, received_at, created = conn.execute(upsert_incident, key).one()
+        else:
+            created = conn.execute(upsert_incident, key).first() is not None
+            pk, incident_at, received_at = conn.execute(_LOCK_INCIDENT, key).one()
         conn.execute(
             _UPDATE_INCIDENT,
             {"b_pk": pk, **_changed_fields(body, created, now, incident_at, received_at)},
@@ -279,7 +276,26 @@ def _upserts(ins: Any) -> tuple[Any, Any]:
     return new_incident, video
 
 
-_UPSERTS = {"postgresql": _upserts(postgresql.insert), "sqlite": _upserts(sqlite.insert)}
+_pg_new_incident = postgresql.insert(_inc).values(
+    org_id=bindparam("org_id"),
+    incident_id=bindparam("incident_id"),
+    created_at=bindparam("now"),
+    updated_at=bindparam("now"),
+    received_at=bindparam("now"),
+    modified_at=bindparam("now"),
+    sort_at=bindparam("now"),
+)
+#: PostgreSQL: create-or-lock in one round trip. The conflict branch's update (of a column the
+#: PUT sets anyway) locks the row like SELECT ... FOR UPDATE; `xmax = 0` holds only for a row
+#: this statement inserted (the usual PostgreSQL idiom for "created?").
+_PG_UPSERT_LOCK = _pg_new_incident.on_conflict_do_update(
+    index_elements=["org_id", "incident_id"],
+    set_={"modified_at": _pg_new_incident.excluded.modified_at},
+).returning(_inc.c.pk, _inc.c.incident_at, _inc.c.received_at, literal_column("(xmax = 0)"))
+_UPSERTS = {
+    "postgresql": (_PG_UPSERT_LOCK, _upserts(postgresql.insert)[1]),
+    "sqlite": _upserts(sqlite.insert),
+}
 
 
 def _changed_fields(
