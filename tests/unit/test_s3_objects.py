@@ -127,5 +127,22 @@ def test_parts_reader_reads_and_seeks_across_parts(
                 assert r.read(n) == whole[first : first + n], (first, n)
         r.seek(-2, 2)
         assert r.read(100) == b"ij"
+        assert sum(f is not None for f in r._files) <= 2  # one eager, one lazy at most
     assert objects.data_files({"data": "x.v", "data_parts": parts}) == [p[0] for p in parts]
     assert objects.data_files({"data": "x.v"}) == ["x.v"]
+
+
+def test_parts_reader_with_a_lazy_part_gone_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vmsbridge.s3 import objects
+
+    monkeypatch.setattr(objects, "EAGER_PARTS", 1)
+    for name in ("a.v", "b.v"):
+        (tmp_path / name).write_bytes(b"xy")
+    with objects.PartsReader(tmp_path, [["a.v", 2], ["b.v", 2]]) as r:
+        (tmp_path / "a.v").unlink()  # opened already: still readable
+        (tmp_path / "b.v").unlink()  # not opened yet: the object was replaced
+        assert r.read(2) == b"xy"
+        with pytest.raises(errors.S3Error):
+            r.read(2)

@@ -135,9 +135,12 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-#: Parts of a multipart object opened when it is opened (so that a concurrent overwrite cannot
-#: pull them away mid-read); parts beyond are opened as the read reaches them.
-EAGER_PARTS = 256
+#: Parts of a multipart object opened when it is opened, so that a concurrent overwrite or
+#: delete cannot pull them away mid-read (an open file outlives its name). Parts beyond are
+#: opened one at a time as the read reaches them: file descriptors per open object stay
+#: bounded (a 10,000-part object must not need 10,000), at the cost that a read past the first
+#: 64 parts can fail if the object is replaced meanwhile (the client sees a cut-off body).
+EAGER_PARTS = 64
 
 
 def data_files(meta: dict[str, Any]) -> list[str]:
@@ -162,6 +165,7 @@ class PartsReader:
             total += size
         self._size = total
         self._files: list[BinaryIO | None] = [None] * len(parts)
+        self._lazy: int | None = None
         self._pos = 0
         try:
             for i in range(min(EAGER_PARTS, len(parts))):
@@ -194,7 +198,16 @@ class PartsReader:
             i = bisect.bisect_right(self._starts, self._pos) - 1
             f = self._files[i]
             if f is None:
-                f = self._files[i] = open(self._d / self._names[i], "rb")
+                if self._lazy is not None:  # at most one lazily opened part at a time
+                    lazy = self._files[self._lazy]
+                    if lazy is not None:
+                        lazy.close()
+                    self._files[self._lazy] = None
+                try:
+                    f = self._files[i] = open(self._d / self._names[i], "rb")
+                except FileNotFoundError:
+                    raise errors.S3Error("The object was replaced while being read.") from None
+                self._lazy = i
             offset = self._pos - self._starts[i]
             f.seek(offset)
             data = f.read(min(n, self._sizes[i] - offset))
