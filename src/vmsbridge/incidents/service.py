@@ -149,9 +149,11 @@ async def put_incident(
                 )
             return info, thumb
 
+    infos: list[tuple[storage.ObjectInfo, storage.ObjectInfo | None]] = []
     tasks = [asyncio.ensure_future(check(i, v)) for i, v in enumerate(body.uploaded_videos)]
     try:
-        infos = await asyncio.gather(*tasks)
+        if tasks:
+            infos = await asyncio.gather(*tasks)
     except BaseException:
         for t in tasks:
             t.cancel()
