@@ -92,14 +92,16 @@ async def test_concurrent_completes_give_one_object_and_identical_answers(
 
 
 class _HeldCompletes:
-    """The real store, except that `complete_multipart_upload` waits until `release` is set
-    (and counts its calls): a complete that stays in flight as long as the test wants."""
+    """The real store, except that `complete_multipart_upload` and `abort_multipart_upload`
+    wait until `release` is set (and count their calls): a store call that stays in flight as
+    long as the test wants."""
 
     def __init__(self, store: Any) -> None:
         self._store = store
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
         self.completes = 0
+        self.aborts = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -109,6 +111,12 @@ class _HeldCompletes:
         self.entered.set()
         await self.release.wait()
         return await self._store.complete_multipart_upload(key, upload_id, etags)
+
+    async def abort_multipart_upload(self, key: str, upload_id: str) -> None:
+        self.aborts += 1
+        self.entered.set()
+        await self.release.wait()
+        await self._store.abort_multipart_upload(key, upload_id)
 
 
 async def test_writes_are_not_blocked_while_a_complete_is_in_flight(
@@ -195,3 +203,39 @@ async def test_a_refused_complete_gives_the_session_back(api: Api) -> None:
         f"/v1/vms/incidents/{inc}/abort_multipart_upload", params=created, headers=api.headers
     )
     assert r.status_code == 200, r.text
+
+
+async def test_writes_are_not_blocked_while_an_abort_is_in_flight(
+    api: Api, database_url: str, s3_url: str, tmp_path: Path
+) -> None:
+    inc = new_id()
+    r = await api.client.get(
+        f"/v1/vms/incidents/{inc}/create_multipart_upload",
+        params={"file_id": "f1", "filename": "big.mov"},
+        headers=api.headers,
+    )
+    created = r.json()
+    held = _HeldCompletes(api.store)
+    app = create_app(make_settings(tmp_path, database_url, s3_url), store=held)  # type: ignore[arg-type]
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://api", headers=api.headers
+        ) as c,
+    ):
+        url = f"/v1/vms/incidents/{inc}/abort_multipart_upload"
+        first = asyncio.ensure_future(c.get(url, params=created))
+        await asyncio.wait_for(held.entered.wait(), 30)
+        second = asyncio.ensure_future(c.get(url, params=created))
+        r = await asyncio.wait_for(
+            c.put(f"/v1/vms/incidents/{new_id()}", json={"title": "meanwhile"}), 30
+        )
+        assert r.status_code == 201, r.text
+        assert not first.done() and not second.done()
+        held.release.set()
+        answers = await asyncio.gather(first, second)
+        r = await c.get(f"/v1/vms/incidents/{inc}/list_parts", params=created)
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert answers[0].json() == answers[1].json() == created
+    assert held.aborts == 1
+    assert r.status_code == 404 and r.json()["code"] == "NoSuchUpload", r.text

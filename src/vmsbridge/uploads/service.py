@@ -15,7 +15,8 @@ idempotent:
   complete is idempotent, and an upload the store already forgot is recognised by a HEAD of the
   object (its multipart ETag names as many parts);
 - complete of a completed session returns the recorded answer;
-- abort of an aborted session answers 200 again;
+- abort claims the session the same way (open -> aborting -> aborted) and drops the parts with
+  no transaction open; abort of an aborted session answers 200 again;
 - abort of a completed (or completing) session is 409 `UploadCompleted` (the object exists;
   pretending to have aborted it would be a lie), complete of an aborted one 404 `NoSuchUpload`
   (as S3 answers).
@@ -316,24 +317,58 @@ async def abort_multipart_upload(
     s3_key: str,
     upload_id: str,
 ) -> dict[str, str]:
-    """Abort the upload and drop its parts. Aborting twice is fine; after completion: 409."""
+    """Abort the upload and drop its parts. Aborting twice is fine; after completion: 409.
+
+    Like complete: claim (open -> aborting) in a short transaction, drop the parts in the store
+    with no transaction open (thousands of parts take a while), record aborted. A concurrent
+    abort (or the reaper) holding the claim is waited for; a stale claim is taken over.
+    """
     check_identifier("incident_id", incident_id)
+    pause = _POLL_FIRST
+    while True:
+        async with db.write_session() as s:
+            row = await _find(s, caller, incident_id, s3_key, upload_id, lock=True)
+            answer = {"s3_key": row.s3_key, "upload_id": row.upload_id}
+            if row.state == COMPLETED:
+                raise ApiError("UploadCompleted")
+            if row.state == COMPLETING:
+                raise ApiError("UploadCompleted", "The multipart upload is being completed.")
+            if row.state == ABORTED:
+                return answer
+            now = utcnow()
+            claimed = row.state == OPEN or row.state_changed_at < now - CLAIM_STALE_AFTER
+            if claimed:
+                row.state = ABORTING
+                row.state_changed_at = now
+            pk = row.pk
+        if claimed:
+            break
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, _POLL_MAX)
+    try:
+        await store.abort_multipart_upload(answer["s3_key"], answer["upload_id"])
+    except storage.NoSuchUpload:
+        pass  # already gone from the store: the goal is reached
+    except storage.StorageError as exc:
+        # The store is unreachable: give the session back (a retry, or the reaper, ends it).
+        async with db.write_session() as s:
+            await s.execute(
+                update(UploadSession)
+                .where(
+                    UploadSession.pk == pk,
+                    UploadSession.state == ABORTING,
+                    UploadSession.state_changed_at == now,
+                )
+                .values(state=OPEN, state_changed_at=utcnow())
+            )
+        raise storage_error(exc) from None
     async with db.write_session() as s:
-        row = await _find(s, caller, incident_id, s3_key, upload_id, lock=True)
-        if row.state == COMPLETED:
-            raise ApiError("UploadCompleted")
-        if row.state == COMPLETING:
-            raise ApiError("UploadCompleted", "The multipart upload is being completed.")
-        if row.state != ABORTED:
-            try:
-                await store.abort_multipart_upload(row.s3_key, row.upload_id)
-            except storage.NoSuchUpload:
-                pass  # already gone from the store: the goal is reached
-            except storage.StorageError as exc:
-                raise storage_error(exc) from None
-            row.state = ABORTED
-            row.state_changed_at = utcnow()
-        return {"s3_key": row.s3_key, "upload_id": row.upload_id}
+        await s.execute(
+            update(UploadSession)
+            .where(UploadSession.pk == pk, UploadSession.state == ABORTING)
+            .values(state=ABORTED, state_changed_at=utcnow())
+        )
+    return answer
 
 
 async def list_parts(
