@@ -56,8 +56,8 @@ from sqlalchemy.util import greenlet_spawn
 T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-#: How long a SQLite writer waits for the write lock (ms). Writes are short, but a
-#: complete_multipart_upload holds the lock while the store assembles the object.
+#: How long a SQLite writer waits for the write lock (ms). Writes are short (no store call runs
+#: inside a transaction); the margin covers checkpoints and a slow disk.
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 #: PostgreSQL connections per API process (fixed: see `Database.__init__`).
 PG_POOL_SIZE = 20
