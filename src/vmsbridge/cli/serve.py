@@ -4,9 +4,12 @@ Two `uvicorn.Server`s share one asyncio loop: the API on `--port` and the store 
 The store is skipped when `VMSBRIDGE_S3_ENDPOINT_URL` points at another S3 or with `--no-s3`.
 Start order: migrations, store, bucket, API. SIGINT/SIGTERM stop the API first, then the store.
 
-`--workers N` (N > 1): the parent binds the API socket, migrates and makes the bucket once, then
-starts N API worker processes sharing that socket; the parent itself serves the embedded store
-(one writer of its directory).
+`--workers N` (N > 1): the parent binds the API port (with SO_REUSEPORT, so a port in use is
+still one clear line), migrates and makes the bucket once, then starts N API worker processes.
+Each worker binds and listens on its own SO_REUSEPORT socket, so the kernel spreads new
+connections evenly across workers; with one shared listening socket, a busy worker kept
+accepting keep-alive connections while another sat idle. The parent itself serves the embedded
+store (one writer of its directory).
 """
 
 from __future__ import annotations
@@ -34,14 +37,20 @@ def _url(host: str, port: int) -> str:
     return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
 
 
-def bind(host: str, port: int, flag: str) -> Any:
+def bind(host: str, port: int, flag: str, *, reuse_port: bool = False) -> Any:
     """A socket bound to (host, port), made before anything starts so that a port in use is
-    one clear line and exit 1 (uvicorn would raise SystemExit inside a task: a traceback)."""
+    one clear line and exit 1 (uvicorn would raise SystemExit inside a task: a traceback).
+    `reuse_port`: SO_REUSEPORT, so that worker processes can bind the same port."""
     import errno
     import socket
 
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on connections accepted from a
+    # socket whose proto says TCP (proto 0 meant Nagle + delayed ACKs: 40 ms per response).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -104,7 +113,7 @@ def serve(
     import asyncio
 
     # Bind both ports first: a port in use stops us with one line, before migrations or keys.
-    api_sock = bind(settings.host, settings.port, "--port")
+    api_sock = bind(settings.host, settings.port, "--port", reuse_port=settings.workers > 1)
     s3_sock = bind(settings.host, settings.s3_port, "--s3-port") if settings.embedded_s3 else None
     try:
         import uvloop
@@ -239,12 +248,12 @@ def _safe_db_url(url: str) -> str:
 
 
 def worker_main() -> None:
-    """Entry of one API worker process (`vmsbridge serve --workers N`): serve the inherited
-    socket until SIGTERM. Configuration comes from the parent in `VMSBRIDGE_WORKER_CONFIG`."""
+    """Entry of one API worker process (`vmsbridge serve --workers N`): serve its own
+    SO_REUSEPORT socket on the API port until SIGTERM. Configuration comes from the parent in
+    `VMSBRIDGE_WORKER_CONFIG`."""
     import asyncio
     import json
     import os
-    import socket
 
     import uvicorn
 
@@ -254,7 +263,8 @@ def worker_main() -> None:
 
     cfg = json.loads(os.environ.pop("VMSBRIDGE_WORKER_CONFIG"))
     settings = Settings.model_validate(cfg["settings"])
-    sock = socket.socket(fileno=cfg["fd"])
+    sock = bind(settings.host, settings.port, "--port", reuse_port=True)
+    sock.listen(2048)
 
     async def main() -> None:
         store = S3Gateway.from_settings(settings, **cfg["gateway"])
@@ -266,7 +276,13 @@ def worker_main() -> None:
         finally:
             await store.close()
 
-    asyncio.run(main())
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    runner(main())
 
 
 async def _serve_workers(
@@ -279,10 +295,10 @@ async def _serve_workers(
     import subprocess
     import sys
 
-    sock.listen(2048)
+    # The parent's socket only holds the port (bound, never listening: the kernel gives
+    # connections only to the workers' listening sockets).
     cfg = {
         "settings": json.loads(settings.model_dump_json()),
-        "fd": sock.fileno(),
         "gateway": gw_kwargs,
         "log_level": log_level,
     }
@@ -290,7 +306,7 @@ async def _serve_workers(
     code = "from vmsbridge.cli.serve import worker_main; worker_main()"
     # Starting processes blocks briefly; this happens once, before serving anything.
     procs = [
-        subprocess.Popen([sys.executable, "-c", code], pass_fds=[sock.fileno()], env=env)  # noqa: S603, ASYNC220
+        subprocess.Popen([sys.executable, "-c", code], env=env)  # noqa: S603, ASYNC220
         for _ in range(settings.workers)
     ]
     _banner(settings, bool(gw_kwargs), settings.port)
