@@ -7,6 +7,7 @@ import os
 import socket
 import time
 import uuid
+from pathlib import Path
 
 PG_ADMIN_DSN = os.environ.get("VMSBRIDGE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -104,3 +105,21 @@ class ServerThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self._thread.join(timeout=30)
+
+
+def make_mp4(path: Path) -> Path:
+    """Encode a tiny real MP4 (10 frames of 64x48 MPEG-4 at 10 fps) with PyAV; return `path`."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(10):
+            frame = av.VideoFrame(64, 48, "yuv420p")
+            for plane in frame.planes:
+                plane.update(bytes([i * 20]) * plane.buffer_size)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path

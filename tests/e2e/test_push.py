@@ -22,6 +22,7 @@ import pytest
 
 from vmsbridge.client import Client, NotFoundError
 
+from ..helpers import make_mp4
 from .conftest import VMSBRIDGE, RunningServer
 from .faultproxy import FaultProxy
 
@@ -36,23 +37,6 @@ def _random_file(path: Path, size: int, seed: int) -> Path:
             n = min(8 * MiB, left)
             f.write(rng.randbytes(n))
             left -= n
-    return path
-
-
-def _mp4(path: Path) -> Path:
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(10):
-            frame = av.VideoFrame(64, 48, "yuv420p")
-            for plane in frame.planes:
-                plane.update(bytes([i * 20]) * plane.buffer_size)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
     return path
 
 
@@ -118,7 +102,7 @@ def test_300mb_multipart_and_two_small_files_round_trip(
 ) -> None:
     big = _random_file(tmp_path / "camera-1.bin", 300 * 1000 * 1000, seed=1)
     small = _random_file(tmp_path / "camera-2.bin", 3 * MiB + 7, seed=2)
-    clip = _mp4(tmp_path / "clip.mp4")
+    clip = make_mp4(tmp_path / "clip.mp4")
     out = _push(
         server,
         tmp_path / "state",

@@ -28,6 +28,8 @@ from vmsbridge.client import (
 )
 from vmsbridge.client._parts import CHUNK_SIZE, MiB, multipart_etag
 
+from ..helpers import make_mp4
+
 API = "http://api.test"
 STORE = "http://store.test/bucket"
 
@@ -490,27 +492,10 @@ async def test_a_changed_file_starts_over(fake: FakeVMS, state: Path, tmp_path: 
 # -- thumbnails -----------------------------------------------------------------------------------
 
 
-def _mp4(path: Path) -> Path:
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(10):
-            frame = av.VideoFrame(64, 48, "yuv420p")
-            for plane in frame.planes:
-                plane.update(bytes([i * 20]) * plane.buffer_size)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return path
-
-
 async def test_thumbnails_from_the_first_key_frame(
     fake: FakeVMS, state: Path, tmp_path: Path
 ) -> None:
-    video = _mp4(tmp_path / "clip.mp4")
+    video = make_mp4(tmp_path / "clip.mp4")
     noise = _file(tmp_path, "noise.mp4", 5000)
     given = _file(tmp_path, "given.jpg", 50)
     async with _client(fake, state) as client:
