@@ -309,3 +309,21 @@ def test_serve_on_postgresql(tmp_path: Path, env: dict[str, str]) -> None:
             again.stop()
     finally:
         drop_pg_database(name)
+
+
+def test_presigned_urls_are_logged_without_their_query(tmp_path: Path, env: dict[str, str]) -> None:
+    """A presigned URL is a bearer credential: the server's log shows which object was
+    uploaded, never the signature that would let a log reader upload it again."""
+    data = tmp_path / "data"
+    server = Serve(data, env).start()
+    try:
+        key = json.loads(
+            cli(env, "keys", "create", "--org", "acme", "--json", "--data-dir", str(data))
+        )["key"]
+        upload_flow(server.url, key, "inc-log", os.urandom(2 * PART + 1))
+    finally:
+        server.stop()
+    out = server.output()
+    assert "/inc-log/abc1_test.mov?[presigned query redacted]" in out
+    for secret_part in ("X-Amz-Signature", "X-Amz-Credential", "X-Amz-Security-Token"):
+        assert secret_part not in out

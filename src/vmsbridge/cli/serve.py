@@ -15,6 +15,7 @@ store (one writer of its directory).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -66,6 +67,34 @@ def bind(host: str, port: int, flag: str, *, reuse_port: bool = False) -> Any:
     return sock
 
 
+class _PresignedQueryFilter(logging.Filter):
+    """Cut the query string off access-log lines for presigned URLs.
+
+    A presigned URL is a bearer credential until it expires: whoever reads it in a log could
+    upload over the object. uvicorn decides per connection whether to log from the process-wide
+    `uvicorn.access` logger, so the API's access log also logs the embedded store's requests
+    (whatever the store's own `access_log=False` says); this filter keeps their paths and drops
+    their queries. The record's args are uvicorn's: (client, method, path?query, version, status).
+    """
+
+    MARK = "?[presigned query redacted]"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            path, sep, query = args[2].partition("?")
+            if sep and "x-amz-" in query.lower():
+                record.args = (*args[:2], path + self.MARK, *args[3:])
+        return True
+
+
+def _redact_presigned_queries() -> None:
+    """Install `_PresignedQueryFilter` on uvicorn's access logger (once)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _PresignedQueryFilter) for f in access.filters):
+        access.addFilter(_PresignedQueryFilter())
+
+
 def _server(asgi: Any, **kwargs: Any) -> Any:
     import uvicorn
 
@@ -76,6 +105,7 @@ def _server(asgi: Any, **kwargs: Any) -> Any:
             yield
 
     config = uvicorn.Config(asgi, lifespan="on", timeout_graceful_shutdown=10, **kwargs)
+    _redact_presigned_queries()  # after Config: it (re)configures uvicorn's loggers
     return _Server(config)
 
 
