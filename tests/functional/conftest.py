@@ -158,6 +158,45 @@ async def upload_single(
     return str(entry["s3_key"])
 
 
+async def start_multipart(
+    api: Api,
+    incident_id: str,
+    file_id: str,
+    filename: str,
+    part_count: int,
+    headers: Any = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """create_multipart_upload, then upload_urls for `part_count` parts: (the session
+    `{s3_key, upload_id}`, the part URLs in part order)."""
+    h = headers or api.headers
+    r = await api.client.get(
+        f"/v1/vms/incidents/{incident_id}/create_multipart_upload",
+        params={"file_id": file_id, "filename": filename},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    created = dict(r.json())
+    r = await api.client.post(
+        f"/v1/vms/incidents/{incident_id}/upload_urls",
+        headers=h,
+        json={"files": {file_id: {"part_count": part_count, **created}}},
+    )
+    assert r.status_code == 200, r.text
+    urls = r.json()["uploads"][file_id]["signed_urls"]
+    assert isinstance(urls, list) and len(urls) == part_count
+    return created, urls
+
+
+async def put_parts(api: Api, urls: list[str], data: bytes, part_size: int = MIN_PART) -> list[str]:
+    """PUT `data` in `part_size` slices to the first part URLs; return their ETags in order."""
+    etags = []
+    for i, start in enumerate(range(0, len(data), part_size)):
+        put = await api.http.put(urls[i], content=data[start : start + part_size])
+        assert put.status_code == 200, put.text
+        etags.append(put.headers["etag"])
+    return etags
+
+
 async def upload_multipart(
     api: Api,
     incident_id: str,
@@ -168,31 +207,12 @@ async def upload_multipart(
     headers: Any = None,
 ) -> dict[str, Any]:
     """Create, upload every part through presigned URLs, complete; return the completion."""
-    h = headers or api.headers
-    r = await api.client.get(
-        f"/v1/vms/incidents/{incident_id}/create_multipart_upload",
-        params={"file_id": file_id, "filename": filename},
-        headers=h,
-    )
-    assert r.status_code == 200, r.text
-    created = r.json()
-    parts = [data[i : i + part_size] for i in range(0, len(data), part_size)]
-    r = await api.client.post(
-        f"/v1/vms/incidents/{incident_id}/upload_urls",
-        headers=h,
-        json={"files": {file_id: {"part_count": len(parts), **created}}},
-    )
-    assert r.status_code == 200, r.text
-    urls = r.json()["uploads"][file_id]["signed_urls"]
-    assert isinstance(urls, list) and len(urls) == len(parts)
-    etags = []
-    for url, chunk in zip(urls, parts, strict=True):
-        put = await api.http.put(url, content=chunk)
-        assert put.status_code == 200, put.text
-        etags.append(put.headers["etag"])
+    part_count = -(-len(data) // part_size)
+    created, urls = await start_multipart(api, incident_id, file_id, filename, part_count, headers)
+    etags = await put_parts(api, urls, data, part_size)
     r = await api.client.post(
         f"/v1/vms/incidents/{incident_id}/complete_multipart_upload",
-        headers=h,
+        headers=headers or api.headers,
         json={**created, "parts": etags},
     )
     assert r.status_code == 200, r.text

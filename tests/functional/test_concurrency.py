@@ -13,7 +13,15 @@ import httpx
 from tests.helpers import ServerThread
 from vmsbridge.app import create_app
 
-from .conftest import MIN_PART, Api, make_settings, new_id, upload_single
+from .conftest import (
+    MIN_PART,
+    Api,
+    make_settings,
+    new_id,
+    put_parts,
+    start_multipart,
+    upload_single,
+)
 
 
 async def test_concurrent_puts_keep_every_video(
@@ -53,22 +61,9 @@ async def test_concurrent_completes_give_one_object_and_identical_answers(
     api: Api, database_url: str, s3_url: str, tmp_path: Path
 ) -> None:
     inc = new_id()
-    r = await api.client.get(
-        f"/v1/vms/incidents/{inc}/create_multipart_upload",
-        params={"file_id": "f1", "filename": "big.mov"},
-        headers=api.headers,
-    )
-    created = r.json()
+    created, urls = await start_multipart(api, inc, "f1", "big.mov", 3)
     data = os.urandom(3 * MIN_PART)
-    r = await api.client.post(
-        f"/v1/vms/incidents/{inc}/upload_urls",
-        headers=api.headers,
-        json={"files": {"f1": {"part_count": 3, **created}}},
-    )
-    etags = []
-    for i, url in enumerate(r.json()["uploads"]["f1"]["signed_urls"]):
-        put = await api.http.put(url, content=data[i * MIN_PART : (i + 1) * MIN_PART])
-        etags.append(put.headers["etag"])
+    etags = await put_parts(api, urls, data)
     app = create_app(make_settings(tmp_path, database_url, s3_url))
     with ServerThread(app) as server:
         async with httpx.AsyncClient(base_url=server.url, headers=api.headers, timeout=60) as c:
@@ -123,22 +118,9 @@ async def test_writes_are_not_blocked_while_a_complete_is_in_flight(
     api: Api, database_url: str, s3_url: str, tmp_path: Path
 ) -> None:
     inc = new_id()
-    r = await api.client.get(
-        f"/v1/vms/incidents/{inc}/create_multipart_upload",
-        params={"file_id": "f1", "filename": "big.mov"},
-        headers=api.headers,
-    )
-    created = r.json()
+    created, urls = await start_multipart(api, inc, "f1", "big.mov", 2)
     data = os.urandom(2 * MIN_PART)
-    r = await api.client.post(
-        f"/v1/vms/incidents/{inc}/upload_urls",
-        headers=api.headers,
-        json={"files": {"f1": {"part_count": 2, **created}}},
-    )
-    etags = []
-    for i, url in enumerate(r.json()["uploads"]["f1"]["signed_urls"]):
-        put = await api.http.put(url, content=data[i * MIN_PART : (i + 1) * MIN_PART])
-        etags.append(put.headers["etag"])
+    etags = await put_parts(api, urls, data)
     held = _HeldCompletes(api.store)
     app = create_app(make_settings(tmp_path, database_url, s3_url), store=held)  # type: ignore[arg-type]
     async with (

@@ -6,7 +6,16 @@ import hashlib
 import os
 import re
 
-from .conftest import MIN_PART, Api, assert_error, md5, new_id, upload_multipart, upload_single
+from .conftest import (
+    MIN_PART,
+    Api,
+    assert_error,
+    md5,
+    new_id,
+    start_multipart,
+    upload_multipart,
+    upload_single,
+)
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -182,18 +191,8 @@ async def test_update_merges_videos_by_id(api: Api) -> None:
 
 async def test_abort_flow(api: Api) -> None:
     inc = new_id()
-    r = await api.client.get(
-        f"/v1/vms/incidents/{inc}/create_multipart_upload",
-        params={"file_id": "f1", "filename": "big.mov"},
-        headers=api.headers,
-    )
-    created = r.json()
-    r = await api.client.post(
-        f"/v1/vms/incidents/{inc}/upload_urls",
-        headers=api.headers,
-        json={"files": {"f1": {"part_count": 2, **created}}},
-    )
-    url = r.json()["uploads"]["f1"]["signed_urls"][0]
+    created, urls = await start_multipart(api, inc, "f1", "big.mov", 2)
+    url = urls[0]
     assert (await api.http.put(url, content=os.urandom(MIN_PART))).status_code == 200
     r = await api.client.get(
         f"/v1/vms/incidents/{inc}/list_parts", params=created, headers=api.headers
@@ -254,18 +253,8 @@ async def test_complete_is_idempotent_and_abort_after_complete_is_409(api: Api) 
 
 async def test_complete_with_wrong_etag_is_invalid_part(api: Api) -> None:
     inc = new_id()
-    r = await api.client.get(
-        f"/v1/vms/incidents/{inc}/create_multipart_upload",
-        params={"file_id": "f1", "filename": "a.mov"},
-        headers=api.headers,
-    )
-    created = r.json()
-    r = await api.client.post(
-        f"/v1/vms/incidents/{inc}/upload_urls",
-        headers=api.headers,
-        json={"files": {"f1": {"part_count": 1, **created}}},
-    )
-    await api.http.put(r.json()["uploads"]["f1"]["signed_urls"][0], content=b"abc")
+    created, urls = await start_multipart(api, inc, "f1", "a.mov", 1)
+    await api.http.put(urls[0], content=b"abc")
     r = await api.client.post(
         f"/v1/vms/incidents/{inc}/complete_multipart_upload",
         headers=api.headers,
