@@ -265,16 +265,7 @@ async def complete_multipart_upload(
     except ApiError:
         # Wrong parts, store unavailable, gone: give the session back (if still our claim), so
         # the client can retry or abort.
-        async with db.write_session() as s:
-            await s.execute(
-                update(UploadSession)
-                .where(
-                    UploadSession.pk == pk,
-                    UploadSession.state == COMPLETING,
-                    UploadSession.state_changed_at == now,
-                )
-                .values(state=OPEN, state_changed_at=utcnow())
-            )
+        await _give_back(db, pk, COMPLETING, now)
         raise
 
     async with db.write_session() as s:
@@ -294,6 +285,21 @@ async def complete_multipart_upload(
         if row.state != COMPLETED:
             raise ApiError("NoSuchUpload", "The multipart upload has been aborted.")
         return _completed(row)
+
+
+async def _give_back(
+    db: Database, pk: int, claimed: str, claimed_at: dt.datetime | None = None
+) -> None:
+    """Return a session claimed as `claimed` (COMPLETING or ABORTING) to OPEN, if the claim still
+    stands: same state and, when `claimed_at` is given, the same claim time (a stale claim may
+    have been taken over meanwhile)."""
+    where = [UploadSession.pk == pk, UploadSession.state == claimed]
+    if claimed_at is not None:
+        where.append(UploadSession.state_changed_at == claimed_at)
+    async with db.write_session() as s:
+        await s.execute(
+            update(UploadSession).where(*where).values(state=OPEN, state_changed_at=utcnow())
+        )
 
 
 async def _head_or_none(store: storage.ObjectStore, key: str) -> storage.ObjectInfo | None:
@@ -351,16 +357,7 @@ async def abort_multipart_upload(
         pass  # already gone from the store: the goal is reached
     except storage.StorageError as exc:
         # The store is unreachable: give the session back (a retry, or the reaper, ends it).
-        async with db.write_session() as s:
-            await s.execute(
-                update(UploadSession)
-                .where(
-                    UploadSession.pk == pk,
-                    UploadSession.state == ABORTING,
-                    UploadSession.state_changed_at == now,
-                )
-                .values(state=OPEN, state_changed_at=utcnow())
-            )
+        await _give_back(db, pk, ABORTING, now)
         raise storage_error(exc) from None
     async with db.write_session() as s:
         await s.execute(
@@ -482,12 +479,7 @@ async def reap(
             result = "already gone"
         except storage.StorageError as exc:
             # The store is unreachable: give the session back (a later run retries it).
-            async with db.write_session() as s:
-                await s.execute(
-                    update(UploadSession)
-                    .where(UploadSession.pk == pk, UploadSession.state == ABORTING)
-                    .values(state=OPEN, state_changed_at=utcnow())
-                )
+            await _give_back(db, pk, ABORTING)
             failed.append((row.s3_key, f"{type(exc).__name__}: {exc}"))
             continue
         async with db.write_session() as s:
