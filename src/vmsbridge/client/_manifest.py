@@ -8,22 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ManifestError
-from ._models import Incident, VideoFile
+from ._models import _VIDEO_FIELDS, Incident, VideoFile
 
 __all__ = ["load_manifest", "parse_manifest"]
 
-_VIDEO_KNOWN = {
-    "path",
-    "id",
-    "thumbnail_path",
-    "started_at",
-    "ended_at",
-    "camera_id",
-    "camera_name",
-    "camera_description",
-    "camera_latitude",
-    "camera_longitude",
-}
+_VIDEO_KNOWN = {"path", "id", "thumbnail_path", *_VIDEO_FIELDS}
 
 
 def load_manifest(
