@@ -250,18 +250,21 @@ _LOCK_INCIDENT = (
 )
 
 
+#: The columns of a new incident row: its ids, and every time set to the request's `now`.
+_NEW_INCIDENT: dict[str, Any] = {
+    "org_id": bindparam("org_id"),
+    "incident_id": bindparam("incident_id"),
+    **{
+        column: bindparam("now")
+        for column in ("created_at", "updated_at", "received_at", "modified_at", "sort_at")
+    },
+}
+
+
 def _upserts(ins: Any) -> tuple[Any, Any]:
     new_incident = (
         ins(_inc)
-        .values(
-            org_id=bindparam("org_id"),
-            incident_id=bindparam("incident_id"),
-            created_at=bindparam("now"),
-            updated_at=bindparam("now"),
-            received_at=bindparam("now"),
-            modified_at=bindparam("now"),
-            sort_at=bindparam("now"),
-        )
+        .values(**_NEW_INCIDENT)
         .on_conflict_do_nothing(index_elements=["org_id", "incident_id"])
         .returning(_inc.c.pk)
     )
@@ -278,15 +281,7 @@ def _upserts(ins: Any) -> tuple[Any, Any]:
     return new_incident, video
 
 
-_pg_new_incident = postgresql.insert(_inc).values(
-    org_id=bindparam("org_id"),
-    incident_id=bindparam("incident_id"),
-    created_at=bindparam("now"),
-    updated_at=bindparam("now"),
-    received_at=bindparam("now"),
-    modified_at=bindparam("now"),
-    sort_at=bindparam("now"),
-)
+_pg_new_incident = postgresql.insert(_inc).values(**_NEW_INCIDENT)
 #: PostgreSQL: create-or-lock in one round trip. The conflict branch's update (of a column the
 #: PUT sets anyway) locks the row like SELECT ... FOR UPDATE; `xmax = 0` holds only for a row
 #: this statement inserted (the usual PostgreSQL idiom for "created?").
